@@ -1,0 +1,146 @@
+"""Where metrics go: JSONL lines, TensorBoard event files, PNG learning curves, a progress line."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _scalar(v: Any) -> Any:
+  if isinstance(v, (np.generic, np.ndarray)):
+    return v.item()
+  return v
+
+
+class MetricWriter:
+  """Writes one JSONL line per logged step and the same scalars to TensorBoard event files.
+
+  On resume, ``truncate_after(step)`` drops lines logged after the checkpoint being resumed, so the
+  file never holds two histories for the same step.
+  """
+
+  def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True):
+    self.enabled = enabled
+    self.path = pathlib.Path(workdir) / METRICS_FILE
+    self._tb = None
+    if enabled:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
+      self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"), flush_secs=10)
+
+  def truncate_after(self, step: int) -> None:
+    if not self.enabled or not self.path.exists():
+      return
+    keep = [r for r in read_metrics(self.path) if r["step"] <= step]
+    tmp = self.path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    os.replace(tmp, self.path)
+
+  def write(self, step: int, scalars: Mapping[str, Any]) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), **{k: _scalar(v) for k, v in scalars.items()}}
+    with self.path.open("a") as f:
+      f.write(json.dumps(row) + "\n")
+    for k, v in row.items():
+      if k != "step" and isinstance(v, (int, float)):
+        self._tb.add_scalar(k, v, int(step))
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+  path = pathlib.Path(path)
+  if path.is_dir():
+    path = path / METRICS_FILE
+  if not path.exists():
+    return []
+  rows = []
+  for line in path.read_text().splitlines():
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      break  # a line cut short by a crash: everything before it is intact
+  return rows
+
+
+def plot_learning_curves(rows: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
+  """Loss and accuracy against step, train and eval, as one PNG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for ax, metric in zip(axes, ("loss", "accuracy")):
+    for split, style in (("train", "-"), ("eval", "o-")):
+      pts = [(r["step"], r[f"{split}_{metric}"]) for r in rows if f"{split}_{metric}" in r]
+      if pts:
+        s, v = zip(*pts)
+        ax.plot(s, v, style, label=split, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+class Progress:
+  """Prints ``step/total, loss, steps/s, ETA`` at most every ``every_seconds`` (clu's ReportProgress)."""
+
+  def __init__(self, total_steps: int, *, every_seconds: float = 10.0, enabled: bool = True, stream=None):
+    self.total = total_steps
+    self.every = every_seconds
+    self.enabled = enabled
+    self.stream = stream or sys.stdout
+    self._t0 = self._last_t = time.monotonic()
+    self._last_step = None
+
+  def start(self, step: int) -> None:
+    self._t0 = self._last_t = time.monotonic()
+    self._last_step = step
+
+  def due(self) -> bool:
+    return self.enabled and time.monotonic() - self._last_t >= self.every
+
+  def report(self, step: int, loss: float) -> None:
+    now = time.monotonic()
+    rate = (step - self._last_step) / max(now - self._last_t, 1e-9)
+    eta = datetime.timedelta(seconds=round((self.total - step) / rate)) if rate > 0 else "?"
+    pct = 100.0 * step / self.total
+    print(f"step {step}/{self.total} ({pct:.1f}%) loss {loss:.4f} | {rate:.1f} steps/s | ETA {eta}",
+          file=self.stream, flush=True)
+    self._last_t, self._last_step = now, step
+
+
+def results_table(results: Mapping[str, Any]) -> str:
+  """A Markdown table of the final metrics."""
+  rows = [
+      ("train loss", results.get("train_loss")),
+      ("train accuracy", results.get("train_accuracy")),
+      ("eval loss", results.get("eval_loss")),
+      ("eval accuracy", results.get("eval_accuracy")),
+      ("steps", results.get("steps")),
+      ("wall time (s)", results.get("wall_time_s")),
+  ]
+  extra = [(k, v) for k, v in results.items() if k.startswith("final_")]
+  out = ["| metric | value |", "|---|---|"]
+  for k, v in rows + extra:
+    out.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
+  return "\n".join(out)

@@ -1,0 +1,29 @@
+"""Datasets and grain input pipelines.
+
+``load_dataset(name)`` gives train and eval sources (``mnist1d``, ``digits``, ``synthetic`` offline;
+``tfds:<name>`` through ``tfds.data_source``); ``train_pipeline`` turns a source into a seeded,
+per-process-sharded stream of batches.
+"""
+
+from jaxdyn.data._pipeline import eval_batches, train_pipeline
+from jaxdyn.data._sources import (
+    DATASETS,
+    ArraySource,
+    Dataset,
+    DatasetNotPreparedError,
+    check_dataset_name,
+    default_cache_dir,
+    load_dataset,
+)
+
+__all__ = [
+    "DATASETS",
+    "ArraySource",
+    "Dataset",
+    "DatasetNotPreparedError",
+    "check_dataset_name",
+    "default_cache_dir",
+    "eval_batches",
+    "load_dataset",
+    "train_pipeline",
+]

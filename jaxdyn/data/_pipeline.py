@@ -1,0 +1,70 @@
+"""Grain input pipelines: seeded per-epoch shuffling, per-process sharding, batching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grain
+import numpy as np
+
+
+def _gather(source: Any, idx: np.ndarray) -> dict[str, np.ndarray]:
+  if hasattr(source, "gather"):
+    return source.gather(idx)
+  recs = [source[int(i)] for i in idx]
+  return {k: np.stack([r[k] for r in recs]) for k in recs[0]}
+
+
+def train_pipeline(
+    source: Any,
+    *,
+    batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.MapDataset:
+  """An endless, reshuffled-every-epoch stream of this process's share of global batches.
+
+  Example indices are shuffled with ``seed`` (a new permutation each epoch), the stream is split
+  round-robin between processes (``process_index`` takes every ``process_count``-th example), and each
+  process batches its share into ``batch_size // process_count`` examples. Element ``s`` of the result
+  is the batch of step ``s``, so the pipeline is deterministic given the seed and resumes from grain's
+  iterator state (``{"next_index": step}``).
+
+  Args:
+    source: random-access source of ``{"x", "y"}`` records (``len`` and ``__getitem__``; a ``gather``
+      method for vectorised batch reads is used when present).
+    batch_size: global batch size, divisible by ``process_count``.
+    seed: shuffle seed.
+    process_index: this process's index in ``[0, process_count)``.
+    process_count: number of processes sharing the stream.
+  """
+  if batch_size < 1 or batch_size % process_count:
+    raise ValueError(f"batch_size: must be a positive multiple of process_count={process_count}, got {batch_size}")
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index: must be in [0, {process_count}), got {process_index}")
+  if len(source) < batch_size:
+    raise ValueError(f"batch_size: {batch_size} exceeds the dataset's {len(source)} examples")
+  ds = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat(None)
+  ds = ds[process_index::process_count]
+  ds = ds.batch(batch_size // process_count, batch_fn=np.asarray)
+  return ds.map(lambda idx: _gather(source, idx))
+
+
+def eval_batches(source: Any, *, batch_size: int, process_index: int = 0, process_count: int = 1):
+  """Yields ``{"x", "y", "mask"}`` batches of fixed size over this process's share of ``source``.
+
+  The last batch is padded (``mask`` is 0 on padding) so that one compiled eval step serves all.
+  """
+  n = len(source)
+  idx = np.arange(process_index, n, process_count)
+  local = batch_size // process_count
+  for start in range(0, len(idx), local):
+    chunk = idx[start:start + local]
+    b = _gather(source, chunk)
+    pad = local - len(chunk)
+    mask = np.concatenate([np.ones(len(chunk), np.float32), np.zeros(pad, np.float32)])
+    if pad:
+      b = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in b.items()}
+    b["mask"] = mask
+    yield b

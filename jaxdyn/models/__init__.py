@@ -1,0 +1,20 @@
+"""Reference models (Flax NNX). Each maps inputs to logits and, on request, penultimate features."""
+
+from jaxdyn.models._base import Classifier
+from jaxdyn.models._cnn import CNN
+from jaxdyn.models._mlp import MLP
+from jaxdyn.models._registry import MODELS, create_model
+from jaxdyn.models._resnet import ResNet, ResNet18, ResNet50
+from jaxdyn.models._vit import ViT
+
+__all__ = [
+    "CNN",
+    "Classifier",
+    "MLP",
+    "MODELS",
+    "ResNet",
+    "ResNet18",
+    "ResNet50",
+    "ViT",
+    "create_model",
+]

@@ -1,0 +1,64 @@
+"""A small convolutional network for 1-D signals or 2-D images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdyn.models._base import Classifier, check_positive_int, check_rate
+
+
+class CNN(Classifier):
+  """Conv-ReLU-MaxPool blocks, global average pooling, a dense layer, then the head.
+
+  Inputs are ``(batch, *spatial, channels)`` with ``spatial_dims`` spatial axes; a 1-D signal given as
+  ``(batch, length)`` gets a channel axis added.
+
+  Args:
+    in_channels: input channels.
+    num_classes: number of logits.
+    spatial_dims: 1 for signals, 2 for images.
+    channels: output channels of each conv block.
+    hidden: width of the dense layer that gives the penultimate features.
+    dropout_rate: dropout before the head, in [0, 1).
+    rngs: ``nnx.Rngs`` for initialisation.
+  """
+
+  def __init__(
+      self,
+      in_channels: int,
+      num_classes: int,
+      *,
+      spatial_dims: int = 2,
+      channels: Sequence[int] = (32, 64),
+      hidden: int = 128,
+      dropout_rate: float = 0.0,
+      rngs: nnx.Rngs,
+  ):
+    check_positive_int("in_channels", in_channels)
+    check_positive_int("num_classes", num_classes)
+    if spatial_dims not in (1, 2):
+      raise ValueError(f"spatial_dims: must be 1 or 2, got {spatial_dims!r}")
+    self.spatial_dims = spatial_dims
+    k = (3,) * spatial_dims
+    widths = (in_channels, *channels)
+    self.convs = nnx.List(
+        [nnx.Conv(a, b, kernel_size=k, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+    )
+    self.dense = nnx.Linear(widths[-1], check_positive_int("hidden", hidden), rngs=rngs)
+    self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
+    self.dropout_rate = check_rate("dropout_rate", dropout_rate)
+
+  def features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    del train
+    if x.ndim == self.spatial_dims + 1:
+      x = x[..., None]
+    window = (2,) * self.spatial_dims
+    for conv in self.convs:
+      x = nnx.relu(conv(x))
+      x = nnx.max_pool(x, window_shape=window, strides=window, padding="SAME")
+    x = jnp.mean(x, axis=tuple(range(1, 1 + self.spatial_dims)))
+    return nnx.relu(self.dense(x))

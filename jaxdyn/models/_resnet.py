@@ -1,0 +1,124 @@
+"""CIFAR-style ResNets (3x3 stem, no initial max-pool): ResNet-18 and ResNet-50."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdyn.models._base import Classifier, check_positive_int, check_rate
+
+
+class _BasicBlock(nnx.Module):
+  expansion = 1
+
+  def __init__(self, cin: int, width: int, stride: int, *, rngs: nnx.Rngs):
+    cout = width * self.expansion
+    self.conv1 = nnx.Conv(cin, width, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+    self.bn1 = nnx.BatchNorm(width, rngs=rngs)
+    self.conv2 = nnx.Conv(width, cout, (3, 3), use_bias=False, rngs=rngs)
+    self.bn2 = nnx.BatchNorm(cout, scale_init=nnx.initializers.zeros, rngs=rngs)
+    self.shortcut = _projection(cin, cout, stride, rngs) if (stride != 1 or cin != cout) else None
+
+  def __call__(self, x, *, train: bool):
+    ra = not train
+    y = nnx.relu(self.bn1(self.conv1(x), use_running_average=ra))
+    y = self.bn2(self.conv2(y), use_running_average=ra)
+    s = x if self.shortcut is None else self.shortcut[1](self.shortcut[0](x), use_running_average=ra)
+    return nnx.relu(y + s)
+
+
+class _Bottleneck(nnx.Module):
+  expansion = 4
+
+  def __init__(self, cin: int, width: int, stride: int, *, rngs: nnx.Rngs):
+    cout = width * self.expansion
+    self.conv1 = nnx.Conv(cin, width, (1, 1), use_bias=False, rngs=rngs)
+    self.bn1 = nnx.BatchNorm(width, rngs=rngs)
+    self.conv2 = nnx.Conv(width, width, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+    self.bn2 = nnx.BatchNorm(width, rngs=rngs)
+    self.conv3 = nnx.Conv(width, cout, (1, 1), use_bias=False, rngs=rngs)
+    self.bn3 = nnx.BatchNorm(cout, scale_init=nnx.initializers.zeros, rngs=rngs)
+    self.shortcut = _projection(cin, cout, stride, rngs) if (stride != 1 or cin != cout) else None
+
+  def __call__(self, x, *, train: bool):
+    ra = not train
+    y = nnx.relu(self.bn1(self.conv1(x), use_running_average=ra))
+    y = nnx.relu(self.bn2(self.conv2(y), use_running_average=ra))
+    y = self.bn3(self.conv3(y), use_running_average=ra)
+    s = x if self.shortcut is None else self.shortcut[1](self.shortcut[0](x), use_running_average=ra)
+    return nnx.relu(y + s)
+
+
+def _projection(cin, cout, stride, rngs):
+  return nnx.List([
+      nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs),
+      nnx.BatchNorm(cout, rngs=rngs),
+  ])
+
+
+class ResNet(Classifier):
+  """ResNet for small images (He et al. 2016, CIFAR variant with a 3x3 stride-1 stem).
+
+  Args:
+    in_channels: input channels.
+    num_classes: number of logits.
+    stage_sizes: blocks per stage, e.g. ``(2, 2, 2, 2)`` for ResNet-18.
+    block: ``"basic"`` or ``"bottleneck"``.
+    width: channels of the first stage (doubled at each later stage).
+    dropout_rate: dropout before the head, in [0, 1).
+    rngs: ``nnx.Rngs`` for initialisation.
+
+  The penultimate features are the globally average-pooled output of the last stage. BatchNorm uses
+  batch statistics when ``train=True`` (and updates its running averages) and the running averages
+  otherwise.
+  """
+
+  def __init__(
+      self,
+      in_channels: int,
+      num_classes: int,
+      *,
+      stage_sizes: Sequence[int] = (2, 2, 2, 2),
+      block: str = "basic",
+      width: int = 64,
+      dropout_rate: float = 0.0,
+      rngs: nnx.Rngs,
+  ):
+    check_positive_int("in_channels", in_channels)
+    check_positive_int("num_classes", num_classes)
+    check_positive_int("width", width)
+    blocks = {"basic": _BasicBlock, "bottleneck": _Bottleneck}
+    if block not in blocks:
+      raise ValueError(f"block: must be one of {sorted(blocks)}, got {block!r}")
+    cls = blocks[block]
+    self.stem = nnx.Conv(in_channels, width, (3, 3), use_bias=False, rngs=rngs)
+    self.stem_bn = nnx.BatchNorm(width, rngs=rngs)
+    layers = []
+    cin = width
+    for i, n in enumerate(stage_sizes):
+      w = width * 2**i
+      for j in range(check_positive_int("stage_sizes", n)):
+        layers.append(cls(cin, w, 2 if (i > 0 and j == 0) else 1, rngs=rngs))
+        cin = w * cls.expansion
+    self.blocks = nnx.List(layers)
+    self.head = nnx.Linear(cin, num_classes, rngs=rngs)
+    self.dropout_rate = check_rate("dropout_rate", dropout_rate)
+
+  def features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    x = nnx.relu(self.stem_bn(self.stem(x), use_running_average=not train))
+    for b in self.blocks:
+      x = b(x, train=train)
+    return jnp.mean(x, axis=(1, 2))
+
+
+def ResNet18(in_channels: int, num_classes: int, **kwargs) -> ResNet:  # noqa: N802
+  """CIFAR-style ResNet-18: basic blocks (2, 2, 2, 2)."""
+  return ResNet(in_channels, num_classes, stage_sizes=(2, 2, 2, 2), block="basic", **kwargs)
+
+
+def ResNet50(in_channels: int, num_classes: int, **kwargs) -> ResNet:  # noqa: N802
+  """CIFAR-style ResNet-50: bottleneck blocks (3, 4, 6, 3)."""
+  return ResNet(in_channels, num_classes, stage_sizes=(3, 4, 6, 3), block="bottleneck", **kwargs)
