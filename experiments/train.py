@@ -254,25 +254,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     meta = {"data": it.get_state(), "elapsed_s": elapsed_before + time.monotonic() - t_start}
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
-  while step < config.num_train_steps:
-    batch = shard(next(it))
-    state, m = train_step(state, batch)
-    step += 1
-    buffer.append(m)
-    ctx.state = state
-    if step % config.log_every_steps == 0 or step == config.num_train_steps:
-      flush(step)
-      writer.write(step, last_train)
-    if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-      last_eval = evaluate(eval_step, state, dataset, config, shard)
-      writer.write(step, last_eval)
-    for cb in callbacks:
-      cb.on_step(step)
-    if progress.due():
-      progress.report(step, float(m["train_loss"]))
-    if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
-      flush(step)  # never checkpoint a state whose updates were not checked for non-finite values
-      save(step)
+  try:
+    while step < config.num_train_steps:
+      batch = shard(next(it))
+      state, m = train_step(state, batch)
+      step += 1
+      buffer.append(m)
+      ctx.state = state
+      if step % config.log_every_steps == 0 or step == config.num_train_steps:
+        flush(step)
+        writer.write(step, last_train)
+      if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+        last_eval = evaluate(eval_step, state, dataset, config, shard)
+        writer.write(step, last_eval)
+      for cb in callbacks:
+        cb.on_step(step)
+      if progress.due():
+        progress.report(step, float(m["train_loss"]))
+      if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+        flush(step)  # never checkpoint a state whose updates were not checked for non-finite values
+        save(step)
+
+  except BaseException:
+    mngr.wait_until_finished()  # a save already under way completes: nothing is lost on a crash
+    writer.close()
+    raise
 
   mngr.wait_until_finished()
   for cb in callbacks:

@@ -130,9 +130,7 @@ class TfdsSource:
     return {"x": np.asarray(r["image"], np.float32) / 255.0, "y": np.int32(r["label"])}
 
   def gather(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-    recs = self.source.__getitems__(list(map(int, idx))) if hasattr(self.source, "__getitems__") else [
-        self.source[int(i)] for i in idx
-    ]
+    recs = [self.source[int(i)] for i in idx]
     x = np.stack([np.asarray(r["image"], np.float32) for r in recs]) / 255.0
     return {"x": x, "y": np.asarray([r["label"] for r in recs], np.int32)}
 

@@ -1,0 +1,158 @@
+"""The harness: resume, outputs, validation, non-finite handling."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from configs import default
+from experiments import callbacks, registry
+from experiments.train import train_and_evaluate
+
+
+def _tiny(**overrides):
+  c = default.get_config()
+  c.model = "mlp"
+  c.model_kwargs = {"hidden": (32,), "dropout_rate": 0.1}
+  c.batch_size = 32
+  c.num_train_steps = 20
+  c.log_every_steps = 5
+  c.eval_every_steps = 10
+  c.checkpoint_every_steps = 5
+  c.progress_every_seconds = 1e-3
+  c.optimizer.schedule = "cosine"
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+class _Crash(Exception):
+  pass
+
+
+@registry.register("callback", "crash_at_for_tests")
+class CrashAt(callbacks.Callback):
+
+  def __init__(self, ctx, *, step: int):
+    super().__init__(ctx, every_steps=1)
+    self.crash_step = step
+
+  def run(self, step):
+    if step == self.crash_step:
+      raise _Crash(f"crash at {step}")
+
+
+def _final_params(workdir):
+  import orbax.checkpoint as ocp
+  with ocp.CheckpointManager(workdir / "checkpoints") as m:
+    step = m.latest_step()
+    tree = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  return step, jax.tree.leaves(tree["params"]), jax.tree.leaves(tree["opt_state"])
+
+
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, capsys):
+  full = train_and_evaluate(_tiny(), str(tmp_path / "full"))
+  crashed = _tiny(callbacks=[{"name": "crash_at_for_tests", "step": 13}])
+  with pytest.raises(_Crash):
+    train_and_evaluate(crashed, str(tmp_path / "resumed"))
+  resumed = train_and_evaluate(_tiny(), str(tmp_path / "resumed"))
+  assert "Resuming from checkpoint at step 10/20" in capsys.readouterr().out
+  s1, p1, o1 = _final_params(tmp_path / "full")
+  s2, p2, o2 = _final_params(tmp_path / "resumed")
+  assert s1 == s2 == 20
+  for a, b in zip(p1 + o1, p2 + o2):
+    np.testing.assert_array_equal(a, b)
+  assert full["eval_accuracy"] == resumed["eval_accuracy"]
+  # The metrics file holds each logged step once, as the uninterrupted run's does.
+  steps = [json.loads(l)["step"] for l in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+  assert steps == [json.loads(l)["step"] for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_outputs_and_finished_run_is_reported_not_repeated(tmp_path, capsys):
+  wd = tmp_path / "run"
+  res = train_and_evaluate(_tiny(), str(wd))
+  for f in ("metrics.jsonl", "results.json", "results.md", "learning_curves.png"):
+    assert (wd / f).exists(), f
+  assert list((wd / "tensorboard").glob("events.out.tfevents.*"))
+  assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == [10, 15, 20]
+  out = capsys.readouterr().out
+  assert "| eval accuracy |" in out and "steps/s" in out and "ETA" in out
+  again = train_and_evaluate(_tiny(), str(wd))
+  assert "already finished at step 20" in capsys.readouterr().out
+  assert again == json.loads((wd / "results.json").read_text()) and again["steps"] == res["steps"]
+
+
+def test_default_config_learns_mnist1d_well_above_chance(tmp_path):
+  c = default.get_config()
+  c.num_train_steps = 400
+  c.eval_every_steps = 400
+  res = train_and_evaluate(c, str(tmp_path))
+  assert res["eval_accuracy"] > 0.5  # chance is 0.1
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("num_train_steps", -5, "config.num_train_steps: must be a positive integer"),
+    ("batch_size", 0, "config.batch_size"),
+    ("model", "resnet9000", "config.model: unknown name 'resnet9000'"),
+    ("dataset", "imagenet42", "config.dataset: unknown name 'imagenet42'"),
+    ("objective", "nope", "config.objective: objective: unknown name 'nope'"),
+    ("nonfinite", "ignore", "config.nonfinite"),
+])
+def test_bad_values_fail_before_training(tmp_path, key, value, match):
+  c = _tiny()
+  c[key] = value
+  with pytest.raises(ValueError, match=match):
+    train_and_evaluate(c, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()  # failed before touching the workdir
+
+
+def test_unknown_keys_fail_before_training(tmp_path):
+  c = _tiny()
+  c.unlock()
+  c.learning_rat = 0.1
+  with pytest.raises(ValueError, match=r"config: unknown key\(s\) \['learning_rat'\]"):
+    train_and_evaluate(c, str(tmp_path))
+  c = _tiny()
+  c.objective_kwargs = {"label_smoothing": 0.1, "smoothing": 0.2}
+  with pytest.raises(ValueError, match=r"unknown argument\(s\) \['smoothing'\]"):
+    train_and_evaluate(c, str(tmp_path))
+
+
+def test_unwritable_workdir_is_a_clear_error(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  with pytest.raises(ValueError, match="workdir: .* is not writable"):
+    train_and_evaluate(_tiny(), str(blocker / "sub"))
+
+
+@registry.register("objective", "nan_at_step_3_for_tests")
+def _nan_objective(model, batch, *, key):
+  import jax.numpy as jnp
+  from experiments.objectives import cross_entropy
+  loss, aux = cross_entropy(model, batch, key=key)
+  bad = jnp.any(batch["x"] > 1e6)
+  return jnp.where(bad, jnp.nan, loss), aux
+
+
+
+def test_nonfinite_fail_names_the_step_and_skip_counts(tmp_path, monkeypatch):
+  import grain
+  from jaxdyn.data import _pipeline, load_dataset
+  orig = _pipeline._gather
+  n = len(load_dataset("mnist1d").train)
+  # The example indices of step 3's batch (the pipeline's element 2), from the same seeded shuffle.
+  step3 = grain.MapDataset.range(n).shuffle(seed=0).repeat(None).batch(32, batch_fn=np.asarray)[2]
+
+  def poisoned(source, idx):
+    b = orig(source, idx)
+    if np.array_equal(idx, step3):
+      b = dict(b, x=np.full_like(b["x"], 1e7))
+    return b
+
+  monkeypatch.setattr(_pipeline, "_gather", poisoned)
+  with pytest.raises(FloatingPointError, match="at step 3"):
+    train_and_evaluate(_tiny(objective="nan_at_step_3_for_tests", objective_kwargs={}), str(tmp_path / "fail"))
+  res = train_and_evaluate(_tiny(objective="nan_at_step_3_for_tests", objective_kwargs={},
+                                  nonfinite="skip"), str(tmp_path / "skip"))
+  assert res["skipped_updates"] == 1 and np.isfinite(res["eval_loss"])

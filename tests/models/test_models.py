@@ -1,0 +1,75 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdyn import models
+
+
+def _count(m):
+  return sum(p.size for p in jax.tree.leaves(nnx.state(m, nnx.Param)))
+
+
+@pytest.mark.parametrize("name,shape,feat", [
+    ("mlp", (40,), 256), ("cnn", (40,), 128), ("cnn", (8, 8, 1), 128),
+    ("resnet18", (8, 8, 3), 512), ("resnet50", (8, 8, 3), 2048), ("vit", (8, 8, 3), 128),
+])
+def test_logits_and_penultimate_features(name, shape, feat):
+  m = models.create_model(name, input_shape=shape, num_classes=7, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (3, *shape))
+  graphdef, state = nnx.split(m)
+  logits, h = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x, return_features=True))(state, x)
+  assert logits.shape == (3, 7) and h.shape == (3, feat)
+  # The head is linear in the features: logits = h @ W + b.
+  np.testing.assert_allclose(logits, h @ m.head.kernel[...] + m.head.bias[...], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(state, x), logits, rtol=1e-6)
+
+
+def test_resnet_parameter_counts_match_the_cifar_reference():
+  # CIFAR ResNet-18 has 11,173,962 parameters at 10 classes; ResNet-50 (CIFAR stem) 23,520,842.
+  for ctor, expected in ((models.ResNet18, 11_173_962), (models.ResNet50, 23_520_842)):
+    shapes = nnx.eval_shape(lambda: ctor(3, 10, rngs=nnx.Rngs(0)))
+    assert _count(shapes) == expected
+
+
+def test_functional_use_at_the_jit_boundary_matches_eager():
+  m = models.ResNet(3, 4, stage_sizes=(1, 1), width=8, rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(m, nnx.Param, ...)
+  before = [np.array(a) for a in jax.tree.leaves(rest)]
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+
+  @jax.jit
+  def f(params, rest, x):
+    mm = nnx.merge(graphdef, params, rest)
+    out = mm(x, train=True)
+    return out, nnx.split(mm, nnx.Param, ...)[2]
+
+  out, new_rest = f(params, rest, x)
+  np.testing.assert_allclose(out, jax.jit(lambda p, r, x: nnx.merge(graphdef, p, r)(x, train=True))(
+      params, rest, x), rtol=1e-4, atol=1e-5)
+  # Training mode updated the BatchNorm running statistics, returned functionally.
+  after = jax.tree.leaves(new_rest)
+  assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_dropout_needs_a_key_and_is_off_in_eval():
+  m = models.MLP(5, 3, hidden=(16,), dropout_rate=0.5, rngs=nnx.Rngs(0))
+  x = jnp.ones((4, 5))
+  with pytest.raises(ValueError, match="key"):
+    m(x, train=True)
+  a = m(x, train=True, key=jax.random.key(0))
+  b = m(x, train=True, key=jax.random.key(1))
+  assert not np.allclose(a, b)
+  np.testing.assert_allclose(m(x), m(x))
+
+
+def test_bad_arguments_name_themselves():
+  with pytest.raises(ValueError, match="model: unknown name"):
+    models.create_model("nope", input_shape=(4,), num_classes=2, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="dropout_rate"):
+    models.MLP(4, 2, dropout_rate=1.0, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="patch_size"):
+    models.ViT(3, 10, image_size=8, patch_size=3, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="model: needs"):
+    models.create_model("resnet18", input_shape=(40,), num_classes=2, rngs=nnx.Rngs(0))
