@@ -5,8 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
 
 from experiments.registry import register
+from jaxdyn.regularization import multi_sample_dropout_loss
 
 
 @register("objective", "ce")
@@ -28,3 +30,19 @@ def eval_metrics(model, batch):
   correct = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
   m = batch["mask"]
   return {"loss": jnp.sum(loss * m), "correct": jnp.sum(correct * m), "count": jnp.sum(m)}
+
+
+@register("objective", "msd")
+def multi_sample_dropout(model, batch, *, key, num_samples: int = 8, rate: float = 0.5):
+  """Multi-sample dropout (Inoue 2019): the trunk once, the model's head on ``num_samples`` masks.
+
+  Works with any jaxdyn model (each has ``features`` and ``head``); the model's own dropout before the
+  head is bypassed (set its ``dropout_rate`` to 0 and use ``rate`` here). Training accuracy is read
+  from the mean of the samples' logits.
+  """
+  h = model.features(batch["x"], train=True)
+  head_graphdef, head_params = nnx.split(model.head)
+  loss, mean_logits = multi_sample_dropout_loss(
+      lambda p, x: nnx.merge(head_graphdef, p)(x), head_params, h, batch["y"], key=key,
+      num_samples=num_samples, rate=rate, return_mean_logits=True)
+  return loss, {"logits": mean_logits}

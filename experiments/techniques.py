@@ -1,4 +1,4 @@
 """Imports every module that registers objectives, optimizers, transforms or callbacks."""
 
-from experiments import objectives  # noqa: F401
+from experiments import objectives  # noqa: F401  (ce, msd)
 from experiments import optimizers  # noqa: F401

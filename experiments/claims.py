@@ -1,0 +1,131 @@
+"""Declared claims: which arms to compare, on what metric, in which direction, over which seeds.
+
+A config module declares a claim with ``get_claim() -> Claim``; ``make repro`` (``experiments/repro.py``)
+runs every arm for every seed through ``train_and_evaluate`` and writes its section of
+``REPRODUCTION.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+Metric = str | Callable[[Mapping[str, Any]], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One configuration in a comparison: the base config with dotted-key ``overrides``."""
+
+  label: str
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Expect:
+  """An expected relation between two arms' seed-means of the claim's metric.
+
+  ``kind``: ``"greater"`` (a > b + margin), ``"less"`` (a < b - margin) or ``"within"``
+  (|a - b| <= margin).
+  """
+
+  kind: str
+  a: str
+  b: str
+  margin: float = 0.0
+
+  def __post_init__(self):
+    if self.kind not in ("greater", "less", "within"):
+      raise ValueError(f"kind: must be 'greater', 'less' or 'within', got {self.kind!r}")
+    if self.margin < 0:
+      raise ValueError(f"margin: must be >= 0, got {self.margin}")
+
+  def holds(self, means: Mapping[str, float]) -> bool:
+    a, b = means[self.a], means[self.b]
+    if self.kind == "greater":
+      return a > b + self.margin
+    if self.kind == "less":
+      return a < b - self.margin
+    return abs(a - b) <= self.margin
+
+  def describe(self, metric_name: str) -> str:
+    rel = {"greater": ">", "less": "<", "within": "within"}[self.kind]
+    if self.kind == "within":
+      return f"{metric_name}({self.a}) within {self.margin:g} of {metric_name}({self.b})"
+    m = f" by more than {self.margin:g}" if self.margin else ""
+    return f"{metric_name}({self.a}) {rel} {metric_name}({self.b}){m}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  """A paper's claim, sized to run on 2 CPU cores in about 10 minutes."""
+
+  name: str
+  paper: str  # citation with link
+  statement: str  # the claim as the paper makes it
+  setting: str  # what is run here, in words
+  get_config: Callable[[], ml_collections.ConfigDict]
+  arms: Sequence[Arm]
+  metric: Metric  # a key of results.json, or a function of the results dict
+  metric_name: str
+  expects: Sequence[Expect]
+  seeds: Sequence[int] = (0, 1, 2)
+  report: Mapping[str, Metric] = dataclasses.field(default_factory=dict)  # extra columns
+
+  def __post_init__(self):
+    labels = [a.label for a in self.arms]
+    if len(set(labels)) != len(labels):
+      raise ValueError(f"arms: labels must be unique, got {labels}")
+    for e in self.expects:
+      for lab in (e.a, e.b):
+        if lab not in labels:
+          raise ValueError(f"expects: unknown arm {lab!r}; arms are {labels}")
+    if not self.seeds:
+      raise ValueError("seeds: need at least one seed")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """Sets dotted keys (``"optimizer.learning_rate"``) on a copy; an unknown key is an error."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    if leaf not in node:
+      raise ValueError(f"overrides: unknown config key {dotted!r}")
+    node[leaf] = value
+  return config
+
+
+def metric_value(metric: Metric, results: Mapping[str, Any]) -> float:
+  return float(metric(results) if callable(metric) else results[metric])
+
+
+def steps_to(key: str, threshold: float) -> Callable[[Mapping[str, Any]], float]:
+  """Metric: the first evaluated step at which ``key`` reaches ``threshold`` (inf if never)."""
+
+  def f(results):
+    for r in results["history"]:
+      if r.get(key) is not None and r[key] >= threshold:
+        return r["step"]
+    return float("inf")
+
+  f.__name__ = f"steps_to_{key}_{threshold:g}"
+  return f
+
+
+def at_step(key: str, step: int) -> Callable[[Mapping[str, Any]], float]:
+  """Metric: the value of ``key`` logged at ``step`` (an error if it was not logged there)."""
+
+  def f(results):
+    for r in results["history"]:
+      if r["step"] == step and key in r:
+        return r[key]
+    raise ValueError(f"step: {key} was not logged at step {step}")
+
+  f.__name__ = f"{key}_at_{step}"
+  return f

@@ -1,0 +1,157 @@
+"""``make repro [CLAIM=<name>]``: runs declared claims and writes their sections of REPRODUCTION.md.
+
+Every ``configs/*.py`` with a ``get_claim()`` (or ``get_claims()``) declares its claims. Each arm runs for each seed in its own
+workdir under ``runs/repro/<claim>/<arm>-<config hash>/seed<k>``, so an interrupted ``make repro``
+resumes, and a changed config starts afresh. The section of a claim is replaced in place; the other
+claims' sections are kept as they were.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib
+import json
+import os
+import pathlib
+import platform
+import re
+import statistics
+import time
+
+from absl import app, flags, logging
+
+from experiments import claims as claims_lib
+from experiments.train import train_and_evaluate
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("claim", None, "Run only this claim (default: all).")
+flags.DEFINE_string("output", "REPRODUCTION.md", "Report to update.")
+flags.DEFINE_string("runs_dir", "runs/repro", "Where the arms' workdirs go.")
+
+HEADER = """# Reproduction report
+
+Written by `make repro` (one claim: `make repro CLAIM=<name>`); never edited by hand. Each section
+says when and on what machine it ran. A claim whose direction did not hold says so and stays here.
+"""
+
+
+def discover(configs_dir: str | os.PathLike = "configs") -> dict[str, claims_lib.Claim]:
+  found = {}
+  for path in sorted(pathlib.Path(configs_dir).glob("*.py")):
+    if path.name.startswith("_"):
+      continue
+    mod = importlib.import_module(f"configs.{path.stem}")
+    declared = [mod.get_claim()] if hasattr(mod, "get_claim") else []
+    declared += list(mod.get_claims()) if hasattr(mod, "get_claims") else []
+    for claim in declared:
+      if claim.name in found:
+        raise ValueError(f"claim {claim.name!r} is declared twice")
+      found[claim.name] = claim
+  return found
+
+
+def machine() -> str:
+  import jax  # pylint: disable=g-import-not-at-top
+
+  cpu = platform.processor() or platform.machine()
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  return (f"{os.cpu_count()} cores ({cpu}), {jax.default_backend()} backend, jax {jax.__version__}, "
+          f"Python {platform.python_version()}")
+
+
+def _config_hash(config) -> str:
+  return hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_claim(claim: claims_lib.Claim, runs_dir: str | os.PathLike) -> dict:
+  t0 = time.monotonic()
+  per_arm = {}
+  for arm in claim.arms:
+    values, extras = [], {k: [] for k in claim.report}
+    for seed in claim.seeds:
+      config = claims_lib.apply_overrides(claim.get_config(), {**arm.overrides, "seed": seed})
+      wd = pathlib.Path(runs_dir) / claim.name / f"{arm.label}-{_config_hash(config)}" / f"seed{seed}"
+      print(f"[{claim.name}] arm {arm.label}, seed {seed} -> {wd}", flush=True)
+      results = train_and_evaluate(config, str(wd))
+      values.append(claims_lib.metric_value(claim.metric, results))
+      for k, m in claim.report.items():
+        extras[k].append(claims_lib.metric_value(m, results))
+    per_arm[arm.label] = {"values": values, "extras": extras}
+  means = {k: statistics.fmean(v["values"]) for k, v in per_arm.items()}
+  verdicts = [(e, e.holds(means)) for e in claim.expects]
+  return {"per_arm": per_arm, "means": means, "verdicts": verdicts, "seconds": time.monotonic() - t0}
+
+
+def _fmt(xs):
+  if any(x == float("inf") for x in xs):
+    return " / ".join("never" if x == float("inf") else f"{x:.4g}" for x in xs)
+  sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+  return f"{statistics.fmean(xs):.4g} ± {sd:.2g}"
+
+
+def render(claim: claims_lib.Claim, outcome: dict) -> str:
+  held = all(ok for _, ok in outcome["verdicts"])
+  lines = [
+      f"<!-- claim:{claim.name} -->",
+      f"## {claim.name}: {'HOLDS' if held else 'DOES NOT HOLD'}",
+      "",
+      f"- Paper: {claim.paper}",
+      f"- Claim: {claim.statement}",
+      f"- Setting here: {claim.setting}",
+      f"- Seeds: {list(claim.seeds)}; metric: {claim.metric_name} (mean ± sample std over seeds)",
+      f"- Ran: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}, "
+      f"{outcome['seconds'] / 60:.1f} min",
+      "",
+  ]
+  head = ["arm", claim.metric_name, *claim.report, "per seed"]
+  lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for arm in claim.arms:
+    r = outcome["per_arm"][arm.label]
+    per_seed = ", ".join("never" if v == float("inf") else f"{v:.4g}" for v in r["values"])
+    cells = [arm.label, _fmt(r["values"]), *(_fmt(r["extras"][k]) for k in claim.report), per_seed]
+    lines.append("| " + " | ".join(cells) + " |")
+  lines.append("")
+  for e, ok in outcome["verdicts"]:
+    lines.append(f"- {'holds' if ok else 'does NOT hold'}: {e.describe(claim.metric_name)} "
+                 f"({outcome['means'][e.a]:.4g} vs {outcome['means'][e.b]:.4g})")
+  lines.append(f"<!-- /claim:{claim.name} -->")
+  return "\n".join(lines) + "\n"
+
+
+def update_report(path: str | os.PathLike, name: str, section: str) -> None:
+  """Replaces the section of claim ``name`` in the report (appends it if new)."""
+  path = pathlib.Path(path)
+  text = path.read_text() if path.exists() else HEADER
+  pattern = re.compile(rf"<!-- claim:{re.escape(name)} -->.*?<!-- /claim:{re.escape(name)} -->\n", re.S)
+  if pattern.search(text):
+    text = pattern.sub(lambda _: section, text)
+  else:
+    text = text.rstrip("\n") + "\n\n" + section
+  path.write_text(text)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  found = discover()
+  if FLAGS.claim:
+    if FLAGS.claim not in found:
+      raise app.UsageError(f"--claim: unknown {FLAGS.claim!r}; declared claims are {sorted(found)}")
+    found = {FLAGS.claim: found[FLAGS.claim]}
+  for name, claim in found.items():
+    outcome = run_claim(claim, FLAGS.runs_dir)
+    section = render(claim, outcome)
+    update_report(FLAGS.output, name, section)
+    print(section, flush=True)
+  print(json.dumps({"claims": sorted(found), "report": FLAGS.output}))
+
+
+if __name__ == "__main__":
+  app.run(main)

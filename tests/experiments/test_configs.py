@@ -1,0 +1,70 @@
+"""Every config in configs/ trains for a few steps on tiny data, and every declared claim is well formed."""
+
+import importlib
+import pathlib
+
+import pytest
+import tensorflow_datasets as tfds
+
+from experiments import claims as claims_lib
+from experiments import repro
+from experiments.train import train_and_evaluate
+
+CONFIGS = sorted(p.stem for p in pathlib.Path(__file__).parents[2].joinpath("configs").glob("*.py")
+                 if not p.name.startswith("_"))
+
+
+def shrink(config):
+  """The config's own model, objective and optimizer; a handful of steps and small batches."""
+  config.num_train_steps = 3
+  config.batch_size = min(config.batch_size, 16)
+  config.eval_batch_size = min(config.eval_batch_size, 64)
+  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 3
+  for cb in config.callbacks:
+    if "every_steps" in cb:
+      cb["every_steps"] = 3
+  return config
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_trains_a_few_steps(name, tmp_path):
+  config = shrink(importlib.import_module(f"configs.{name}").get_config())
+  if config.dataset.startswith("tfds:"):
+    with tfds.testing.mock_data(num_examples=64):
+      res = train_and_evaluate(config, str(tmp_path))
+  else:
+    res = train_and_evaluate(config, str(tmp_path))
+  assert res["steps"] == 3 and res["eval_loss"] is not None
+
+
+def test_claims_are_declared_and_their_arms_apply():
+  found = repro.discover()
+  assert "mnist1d_cnn_beats_mlp" in found
+  for claim in found.values():
+    for arm in claim.arms:
+      claims_lib.apply_overrides(claim.get_config(), arm.overrides)
+
+
+def test_report_sections_are_replaced_in_place(tmp_path):
+  path = tmp_path / "R.md"
+  repro.update_report(path, "a", "<!-- claim:a -->\nA1\n<!-- /claim:a -->\n")
+  repro.update_report(path, "b", "<!-- claim:b -->\nB1\n<!-- /claim:b -->\n")
+  repro.update_report(path, "a", "<!-- claim:a -->\nA2\n<!-- /claim:a -->\n")
+  text = path.read_text()
+  assert "A2" in text and "A1" not in text and "B1" in text and text.index("A2") < text.index("B1")
+
+
+def test_expectations():
+  means = {"x": 0.9, "y": 0.7}
+  assert claims_lib.Expect("greater", "x", "y", 0.1).holds(means)
+  assert not claims_lib.Expect("greater", "x", "y", 0.3).holds(means)
+  assert claims_lib.Expect("less", "y", "x").holds(means)
+  assert claims_lib.Expect("within", "x", "y", 0.25).holds(means)
+  assert not claims_lib.Expect("within", "x", "y", 0.1).holds(means)
+  with pytest.raises(ValueError, match="kind"):
+    claims_lib.Expect("bigger", "x", "y")
+  with pytest.raises(ValueError, match="overrides: unknown config key 'optimizer.lr'"):
+    claims_lib.apply_overrides(repro.discover()["mnist1d_cnn_beats_mlp"].get_config(), {"optimizer.lr": 1})
+  steps = claims_lib.steps_to("eval_accuracy", 0.8)
+  assert steps({"history": [{"step": 5, "eval_accuracy": 0.5}, {"step": 10, "eval_accuracy": 0.85}]}) == 10
+  assert steps({"history": [{"step": 5, "eval_accuracy": 0.5}]}) == float("inf")
