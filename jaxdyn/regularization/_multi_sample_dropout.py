@@ -26,6 +26,7 @@ __all__ = [
     "softmax_cross_entropy_loss",
 ]
 
+
 class LossFn(Protocol):
   """A loss over one batch of logits: `loss_fn(*, logits, labels) -> scalar`."""
 
@@ -37,7 +38,8 @@ HeadFn = Callable[[Any, jax.Array], jax.Array]
 
 
 def _check_rate(rate: Any) -> float:
-  if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (numbers.Real, np.ndarray, jax.Array)):
+  if isinstance(rate, (bool, np.bool_)) or not isinstance(
+      rate, (numbers.Real, np.ndarray, jax.Array)):
     raise ValueError(f"rate must be a real number in [0, 1), got {rate!r}.")
   try:
     value = float(rate)
@@ -81,7 +83,8 @@ def softmax_cross_entropy_loss(*, logits: jax.Array, labels: jax.Array) -> jax.A
   if jnp.issubdtype(labels.dtype, jnp.floating):
     if labels.shape != logits.shape:
       raise ValueError(
-          f"soft (floating) labels must have the shape of logits {logits.shape}, got {labels.shape}.")
+          f"soft (floating) labels must have the shape of logits {logits.shape}, "
+          f"got {labels.shape}.")
     return optax.softmax_cross_entropy(logits, labels).mean()
   raise ValueError(f"labels must be integer class indices or floating probabilities, got dtype "
                    f"{labels.dtype}.")
@@ -167,7 +170,7 @@ def multi_sample_dropout_loss(
     loss_fn: LossFn | None = None,
     return_mean_logits: bool = False,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
-  r"""Multi-sample dropout loss: the mean of M per-mask losses of a shared head on one trunk's features.
+  r"""Multi-sample dropout loss: the mean of M per-mask losses of one shared head on given features.
 
   .. math::
 
@@ -175,10 +178,13 @@ def multi_sample_dropout_loss(
         \ell\left(\mathrm{head}\left(\frac{h \odot k_m}{1 - p}\right), y\right),
     \qquad k_m \sim \mathrm{Bernoulli}(1 - p) \text{ elementwise, independently.}
 
-  This averages LOSSES, as the paper does (its Fig. 1 sums the M losses, then divides by M). It is
-  not the loss of the averaged logits, :math:`\ell(\frac{1}{M}\sum_m \mathrm{head}(\cdot), y)`, which
-  some unofficial ports compute: with a linear head that is the loss of one less noisy sample, a
-  different objective and a different gradient (the two agree only when M = 1 or p = 0).
+  This averages LOSSES, as the paper does (the final loss is the average of the M samples' losses).
+  It is not the loss of the averaged logits,
+  :math:`\ell(\frac{1}{M}\sum_m \mathrm{head}(\cdot), y)`, which some unofficial ports compute:
+  with a linear head that is one dropout sample whose mask is the mean of the M masks, a different
+  objective with a different gradient. The two agree when M = 1 or p = 0; for cross-entropy, which
+  is convex in the logits, the mean of the losses is otherwise >= the loss of the mean (Jensen),
+  strictly when the samples' logits differ.
 
   The trunk is not involved: `features` are its output, computed once. Only the dropout, the head
   and the loss are repeated, vectorised with `jax.vmap` over the M masks (one batched head call, no
@@ -201,7 +207,7 @@ def multi_sample_dropout_loss(
     key: a `jax.random` key (see Masks above).
     num_samples: M, the number of dropout samples (an int >= 1; the paper finds gains saturate near
       M = 8).
-    rate: dropout probability p in [0, 1) (the paper uses 0.5).
+    rate: dropout probability p in [0, 1).
     loss_fn: `loss_fn(*, logits, labels) -> scalar` for one sample; default
       `softmax_cross_entropy_loss` (integer labels, or float labels with a trailing class axis).
     return_mean_logits: if True, also return the mean over the M samples of the logits, for
