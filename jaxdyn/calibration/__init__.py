@@ -1,4 +1,4 @@
-"""Network calibration: RankMixup ranking losses, mixup sampling, baseline losses, metrics, temperature.
+"""Network calibration: RankMixup losses, mixup sampling, baseline losses, metrics, temperature.
 
 A RankMixup step: clean logits z = f(x); `sample_mixup(key, x, onehot(y), num_mixes=M)` gives M
 mixed copies; z~ = f(mixed inputs); `rankmixup_loss(logits=z, labels=y, mixed_logits=z~,

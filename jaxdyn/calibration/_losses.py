@@ -21,18 +21,25 @@ __all__ = [
 ]
 
 
-def _targets(logits: jax.Array, labels: ArrayLike) -> jax.Array:
-  """Per-class target probabilities from integer class ids or soft labels (validated)."""
+def _check_labels(logits: jax.Array, labels: ArrayLike) -> jax.Array:
+  """Validates integer class ids or soft labels against `logits`; returns them as an array."""
   labels = jnp.asarray(labels)
   if jnp.issubdtype(labels.dtype, jnp.integer):
     _validation.check_integer_labels(labels, logits)
-    return jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-  if jnp.issubdtype(labels.dtype, jnp.floating):
+  elif jnp.issubdtype(labels.dtype, jnp.floating):
     _validation.check_soft_labels(labels, logits)
-    return labels.astype(logits.dtype)
-  raise ValueError(
-      f"`labels` must be integer class ids or floating per-class probabilities, got dtype "
-      f"{labels.dtype}.")
+  else:
+    raise ValueError(
+        f"`labels` must be integer class ids or floating per-class probabilities, got dtype "
+        f"{labels.dtype}.")
+  return labels
+
+
+def _targets(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-class target probabilities (traced): one-hot of class ids, or the soft labels."""
+  if jnp.issubdtype(labels.dtype, jnp.integer):
+    return jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+  return labels.astype(logits.dtype)
 
 
 def _logits(logits: ArrayLike) -> jax.Array:
@@ -67,6 +74,11 @@ def cross_entropy_loss(*, logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     code https://github.com/cvlab-yonsei/RankMixup.
   """
   logits = _logits(logits)
+  return _ce(logits, _check_labels(logits, labels))
+
+
+@jax.jit
+def _ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
   targets = _targets(logits, labels)
   return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
 
@@ -102,10 +114,13 @@ def label_smoothing_loss(
   if _validation.is_concrete(smoothing) and not float(smoothing) < 1.0:
     raise ValueError(f"`smoothing` must be in [0, 1), got {smoothing!r}.")
   logits = _logits(logits)
-  targets = _targets(logits, labels)
-  num_classes = logits.shape[-1]
-  targets = (1.0 - smoothing) * targets + smoothing / num_classes
-  return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+  return _smoothed_ce(logits, _check_labels(logits, labels), smoothing)
+
+
+@jax.jit
+def _smoothed_ce(logits: jax.Array, labels: jax.Array, smoothing: jax.Array) -> jax.Array:
+  targets = (1.0 - smoothing) * _targets(logits, labels) + smoothing / logits.shape[-1]
+  return _ce(logits, targets)
 
 
 def focal_loss(*, logits: ArrayLike, labels: ArrayLike, gamma: float = 3.0) -> jax.Array:
@@ -136,6 +151,11 @@ def focal_loss(*, logits: ArrayLike, labels: ArrayLike, gamma: float = 3.0) -> j
   """
   _validation.check_real(gamma, "gamma", lower=0.0, strict=False)
   logits = _logits(logits)
+  return _focal(logits, _check_labels(logits, labels), gamma)
+
+
+@jax.jit
+def _focal(logits: jax.Array, labels: jax.Array, gamma: jax.Array) -> jax.Array:
   targets = _targets(logits, labels)
   log_p = jax.nn.log_softmax(logits, axis=-1)
   q = -jnp.expm1(log_p)  # 1 - p, accurate when p is close to 1.
@@ -149,8 +169,10 @@ def focal_loss(*, logits: ArrayLike, labels: ArrayLike, gamma: float = 3.0) -> j
 def mixup_cross_entropy_loss(*, logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   """Soft-label cross-entropy of mixed samples against their mixed labels (the mixup loss).
 
-  With y~ = lam y_a + (1 - lam) y_b, CE is linear in the target, so this equals the usual
-  lam CE(z~, y_a) + (1 - lam) CE(z~, y_b):  loss = mean_{m,i} [ -sum_k y~_mik log softmax(z~_mi)_k ].
+    loss = mean_{m,i} [ -sum_k y~_mik log softmax(z~_mi)_k ].
+
+  With y~ = lam y_a + (1 - lam) y_b and CE linear in the target, this equals the usual
+  lam CE(z~, y_a) + (1 - lam) CE(z~, y_b).
 
   Args:
     logits: `(..., num_classes)` logits of the mixed inputs, e.g. `(M, B, num_classes)`.

@@ -1,4 +1,4 @@
-"""Calibration metrics over logits and integer labels: ECE, adaptive ECE, class-wise ECE, NLL, Brier.
+"""Calibration metrics of logits against integer labels: ECE, adaptive/class-wise ECE, NLL, Brier.
 
 All binned metrics use half-open bins (lo, hi]: a confidence exactly on an edge belongs to the lower
 bin, and the first bin is closed, [0, hi], so a confidence of 0 is counted. Bin ids come from

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -40,6 +41,23 @@ def _mix(x: jax.Array, lam: jax.Array, perm: jax.Array) -> jax.Array:
   lam = lam.astype(dtype).reshape((1,) * x.ndim)
   other = jnp.take(x, perm, axis=0)
   return other + lam * (x - other)
+
+
+@jax.jit
+def _mix_all(tree: Any, lam: jax.Array, perms: jax.Array) -> Any:
+  mix = jax.vmap(_mix, in_axes=(None, 0, 0))
+  return jax.tree.map(lambda x: mix(jnp.asarray(x), lam, perms), tree)
+
+
+@functools.partial(jax.jit, static_argnames=("num_mixes", "batch_size"))
+def _draw(key, alpha, num_mixes, batch_size):
+  # Jitted on its own: the Beta sampler is costly to compile, and this way it compiles once per
+  # (M, B), whatever alpha and the PyTree of inputs.
+  key_lam, key_perm = jax.random.split(key)
+  lam = jax.random.beta(key_lam, alpha, alpha, (num_mixes,), dtype=jnp.float32)
+  perm_keys = jax.random.split(key_perm, num_mixes)
+  perms = jax.vmap(lambda k: jax.random.permutation(k, batch_size))(perm_keys)
+  return lam, perms.astype(jnp.int32)
 
 
 def sample_mixup(
@@ -107,12 +125,6 @@ def sample_mixup(
           f"every leaf of `inputs` must have the batch size of `labels` ({batch_size}) on axis 0, "
           f"got a leaf of shape {shape}.")
 
-  key_lam, key_perm = jax.random.split(key)
-  lam = jax.random.beta(key_lam, alpha, alpha, (num_mixes,), dtype=jnp.float32)
-  perm_keys = jax.random.split(key_perm, num_mixes)
-  perms = jax.vmap(lambda k: jax.random.permutation(k, batch_size))(perm_keys).astype(jnp.int32)
-
-  mix_all = jax.vmap(_mix, in_axes=(None, 0, 0))
-  mixed_inputs = jax.tree.map(lambda x: mix_all(jnp.asarray(x), lam, perms), inputs)
-  mixed_labels = mix_all(labels, lam, perms)
+  lam, perms = _draw(key, jnp.asarray(alpha, jnp.float32), num_mixes, batch_size)
+  mixed_inputs, mixed_labels = _mix_all((inputs, labels), lam, perms)
   return MixupSample(inputs=mixed_inputs, labels=mixed_labels, lam=lam, perms=perms)

@@ -14,6 +14,8 @@ samples and nothing is detached. Draw the mixed copies with `sample_mixup`.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -42,7 +44,7 @@ def _prepare(logits: ArrayLike, mixed_logits: ArrayLike, mixed_labels: ArrayLike
         f"`mixed_logits` must have shape (M, B, K) or (B, K) with (B, K) = logits.shape = "
         f"{logits.shape}, got {mixed_logits.shape}.")
   _validation.check_soft_labels(mixed_labels, mixed_logits, "mixed_labels")
-  return logits, mixed_logits, mixed_labels.astype(mixed_logits.dtype)
+  return logits, mixed_logits, mixed_labels
 
 
 def mrl_loss(
@@ -102,6 +104,11 @@ def mrl_loss(
   if space not in _SPACES:
     raise ValueError(f"`space` must be one of {_SPACES}, got {space!r}.")
   logits, mixed_logits, mixed_labels = _prepare(logits, mixed_logits, mixed_labels)
+  return _mrl(logits, mixed_logits, mixed_labels, margin, bool(official_compat), space)
+
+
+@functools.partial(jax.jit, static_argnames=("official_compat", "space"))
+def _mrl(logits, mixed_logits, mixed_labels, margin, official_compat, space):
   if space == "probs":
     logits = jax.nn.softmax(logits, axis=-1)
     mixed_logits = jax.nn.softmax(mixed_logits, axis=-1)
@@ -127,9 +134,9 @@ def mndcg_loss(
     ndcg_i = DCG / IDCG if IDCG > DCG else IDCG / DCG,
     loss = mean_i (1 - ndcg_i).
 
-  The folded ratio is at most 1 and equals 1 only when DCG = IDCG, so confidences are pulled
-  towards the label coefficients from above and from below. This is the paper's equation and the
-  authors' code alike.
+  The folded ratio is at most 1 and equals 1 only when DCG = IDCG, so the discounted sum of
+  confidences is pulled towards that of the label coefficients from above and from below. This
+  follows the authors' code, including the fold when DCG > IDCG.
 
   Args:
     logits: `(B, K)` logits of the clean batch.
@@ -153,6 +160,11 @@ def mndcg_loss(
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
   logits, mixed_logits, mixed_labels = _prepare(logits, mixed_logits, mixed_labels)
+  return _mndcg(logits, mixed_logits, mixed_labels)
+
+
+@jax.jit
+def _mndcg(logits, mixed_logits, mixed_labels):
   conf = jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1)  # (B,)
   mixed_conf = jnp.max(jax.nn.softmax(mixed_logits, axis=-1), axis=-1)  # (M, B)
   lam_max = jnp.max(mixed_labels, axis=-1)  # (M, B)
@@ -189,7 +201,7 @@ def rankmixup_loss(
 
   MRL reduction: by default the paper's per-sample masked mean over the pairs whose mixed label has
   no entry exactly 1.0; `official_compat=True` gives the authors' code, mean(mask) *
-  mean_i relu(d_i + margin) (see `mrl_loss`). M-NDCG is the same in paper and code.
+  mean_i relu(d_i + margin) (see `mrl_loss`). M-NDCG follows the authors' code.
 
   Args:
     logits: `(B, K)` logits of the clean batch.
