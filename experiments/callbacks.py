@@ -9,7 +9,8 @@ class Callback:
   Subclass it, register it with ``@registry.register("callback", name)``, and name it in
   ``config.callbacks`` as ``{"name": name, **kwargs}``; ``kwargs`` go to ``__init__`` after the context
   (:class:`experiments.train.Context`), which gives the config, workdir, dataset, metric writer and the
-  current train state (``ctx.state``, ``ctx.model()``, ``ctx.features(x)``).
+  current train state (``ctx.state``, ``ctx.model()``, ``ctx.features(x)``, ``ctx.eval_outputs()``).
+  Scalars it logs go through ``ctx.writer.write(step, {...})`` (JSONL and TensorBoard, process 0).
   """
 
   def __init__(self, ctx, *, every_steps: int = 100):
@@ -25,5 +26,5 @@ class Callback:
   def run(self, step: int) -> None:
     """The periodic work; override it."""
 
-  def on_end(self) -> None:
-    """Called once after the last step."""
+  def on_end(self) -> dict[str, float] | None:
+    """Called once after the last step; returned scalars join the results as ``final_<key>``."""

@@ -72,8 +72,25 @@ class Context:
     return f
 
   def features(self, x: np.ndarray) -> tuple[jax.Array, jax.Array]:
-    """``(logits, penultimate features)`` of the current model on inputs ``x``."""
+    """``(logits, penultimate features)`` of the current model on inputs ``x`` (inference mode)."""
     return self._features_fn(self.state.params, self.state.rest, x)
+
+  def eval_outputs(self, *, split: str = "eval", batch_size: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(logits, features, labels)`` of the current model over all of ``split`` ("eval" or "train").
+
+    This process's share only (the whole split in a single-process run).
+    """
+    source = {"eval": self.dataset.eval, "train": self.dataset.train}[split]
+    logits, feats, labels = [], [], []
+    for b in eval_batches(source, batch_size=batch_size or self.config.eval_batch_size,
+                          process_index=jax.process_index(), process_count=jax.process_count()):
+      lo, h = self.features(b["x"])
+      keep = b["mask"] > 0
+      logits.append(np.asarray(lo)[keep])
+      feats.append(np.asarray(h)[keep])
+      labels.append(b["y"][keep])
+    return np.concatenate(logits), np.concatenate(feats), np.concatenate(labels)
 
 
 def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
@@ -99,7 +116,7 @@ def make_train_step(graphdef, tx, objective, objective_kwargs, *, nonfinite: str
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
     def loss_fn(params):
-      model = nnx.merge(graphdef, params, state.rest)
+      model = nnx.merge(graphdef, params, state.rest, copy=True)  # fresh Variables at this trace level
       loss, aux = objective(model, batch, key=key, **objective_kwargs)
       _, _, rest = nnx.split(model, nnx.Param, ...)
       return loss, (aux, rest)
@@ -281,8 +298,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise
 
   mngr.wait_until_finished()
+  final = {}
   for cb in callbacks:
-    cb.on_end()
+    final.update({f"final_{k}": v for k, v in (cb.on_end() or {}).items()})
   wall = elapsed_before + time.monotonic() - t_start
   rows = metrics_io.read_metrics(workdir) if is_main else []
   results = {
@@ -293,6 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "eval_accuracy": last_eval.get("eval_accuracy"),
       "skipped_updates": total_skipped,
       "wall_time_s": round(wall, 2),
+      **final,
       "history": rows,  # every logged row: train metrics every log step, eval metrics every eval step
   }
   if is_main:
