@@ -67,7 +67,10 @@ def machine() -> str:
 
 
 def _config_hash(config) -> str:
-  return hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
+  """A hash of everything in the config but the seed (the seed names the workdir's last part)."""
+  d = config.to_dict()
+  d.pop("seed")
+  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def run_claim(claim: claims_lib.Claim, runs_dir: str | os.PathLike) -> dict:

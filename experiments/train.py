@@ -238,6 +238,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                        nonfinite=config.nonfinite), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(graphdef))
 
+  # Compile the eval step now: a broken eval fails before training, and its compile time does not land
+  # in the middle of the run.
+  first_eval = next(eval_batches(dataset.eval, batch_size=config.eval_batch_size,
+                                 process_index=jax.process_index(), process_count=jax.process_count()))
+  jax.block_until_ready(eval_step(state.params, state.rest, shard(first_eval)))
+
   pipeline = train_pipeline(dataset.train, batch_size=config.batch_size, seed=config.seed,
                             process_index=jax.process_index(), process_count=jax.process_count())
   it = iter(pipeline)

@@ -68,3 +68,28 @@ def test_expectations():
   steps = claims_lib.steps_to("eval_accuracy", 0.8)
   assert steps({"history": [{"step": 5, "eval_accuracy": 0.5}, {"step": 10, "eval_accuracy": 0.85}]}) == 10
   assert steps({"history": [{"step": 5, "eval_accuracy": 0.5}]}) == float("inf")
+
+
+def test_run_claim_and_render_end_to_end(tmp_path):
+  from configs import default
+
+  def tiny():
+    c = shrink(default.get_config())
+    c.model, c.model_kwargs = "mlp", {"hidden": (16,), "dropout_rate": 0.0}
+    return c
+
+  claim = claims_lib.Claim(
+      name="tiny", paper="p", statement="s", setting="t", get_config=tiny,
+      arms=[claims_lib.Arm("lr_hi", {"optimizer.learning_rate": 1e-2}),
+            claims_lib.Arm("lr_zero", {"optimizer.learning_rate": 1e-12})],
+      metric="train_loss", metric_name="train loss",
+      expects=[claims_lib.Expect("less", "lr_hi", "lr_zero"), claims_lib.Expect("greater", "lr_hi", "lr_zero")],
+      seeds=(0, 1), report={"acc": "eval_accuracy"})
+  outcome = repro.run_claim(claim, tmp_path)
+  assert [len(v["values"]) for v in outcome["per_arm"].values()] == [2, 2]
+  text = repro.render(claim, outcome)
+  # Exactly one of two opposite expectations holds, so the claim as a whole does not.
+  assert "DOES NOT HOLD" in text and text.count("- holds:") == 1 and text.count("does NOT hold") == 1
+  assert "| lr_hi |" in text and "| lr_zero |" in text and "UTC on" in text
+  # Seeds of one arm share a config hash; each seed has its own workdir.
+  assert len(list((tmp_path / "tiny").iterdir())) == 2
