@@ -2,7 +2,8 @@
 
 - ``objective``: ``fn(model, batch, *, key, **kwargs) -> (loss, aux)``, where ``model`` is the merged
   NNX model in training mode, ``batch`` is ``{"x", "y"}`` and ``aux`` is a dict holding at least
-  ``"logits"`` (used for training accuracy) plus any scalar metrics to log. Chosen by
+  ``"logits"`` (used for training accuracy) plus any scalar metrics to log. An objective that has a
+  ``step`` parameter also gets the (traced) step number, e.g. for a KL warm-up. Chosen by
   ``config.objective`` with keyword arguments from ``config.objective_kwargs``.
 - ``optimizer``: ``fn(learning_rate, **kwargs) -> optax.GradientTransformation``; ``config.optimizer``.
 - ``transform``: ``fn(tx, **kwargs) -> optax.GradientTransformation`` wrapping the optimizer; applied
@@ -52,6 +53,8 @@ def check_kwargs(kind: str, name: str, kwargs: Mapping[str, Any], *, skip: int =
   if any(p.kind is p.VAR_KEYWORD for p in params):
     return
   accepted = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+  if kind == "objective":
+    accepted -= {"key", "step"}  # given by the harness, never by the config
   unknown = sorted(set(kwargs) - accepted)
   if unknown:
     raise ValueError(f"{kind} {name!r}: unknown argument(s) {unknown}; it accepts {sorted(accepted)}")

@@ -2,3 +2,4 @@
 
 from experiments import objectives  # noqa: F401  (ce, msd)
 from experiments import optimizers  # noqa: F401
+from experiments import calibration  # noqa: F401  (label_smoothing, focal, mixup, rankmixup; calibration callback)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import logging
 import pathlib
@@ -110,14 +111,19 @@ def _all_finite(tree) -> jax.Array:
 
 
 def make_train_step(graphdef, tx, objective, objective_kwargs, *, nonfinite: str):
-  """A pure ``(state, batch) -> (state, metrics)`` step; jit it at the call site."""
+  """A pure ``(state, batch) -> (state, metrics)`` step; jit it at the call site.
+
+  The objective also gets ``step`` (the traced step number) if its signature has that parameter.
+  """
+  takes_step = "step" in inspect.signature(objective).parameters
 
   def step_fn(state: TrainState, batch):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params, state.rest, copy=True)  # fresh Variables at this trace level
-      loss, aux = objective(model, batch, key=key, **objective_kwargs)
+      extra = {"step": state.step} if takes_step else {}
+      loss, aux = objective(model, batch, key=key, **extra, **objective_kwargs)
       _, _, rest = nnx.split(model, nnx.Param, ...)
       return loss, (aux, rest)
 

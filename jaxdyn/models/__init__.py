@@ -3,7 +3,7 @@
 from jaxdyn.models._base import Classifier
 from jaxdyn.models._cnn import CNN
 from jaxdyn.models._mlp import MLP
-from jaxdyn.models._registry import MODELS, create_model
+from jaxdyn.models._registry import MODELS, create_model, register_model
 from jaxdyn.models._resnet import ResNet, ResNet18, ResNet50
 from jaxdyn.models._vit import ViT
 
@@ -17,4 +17,5 @@ __all__ = [
     "ResNet50",
     "ViT",
     "create_model",
+    "register_model",
 ]

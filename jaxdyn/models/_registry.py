@@ -50,6 +50,17 @@ MODELS = {
 }
 
 
+def register_model(name: str, builder) -> None:
+  """Adds a model: ``builder(input_shape, num_classes, rngs, **kwargs) -> Classifier``-like module.
+
+  The module must accept ``(x, *, train=False, key=None, return_features=False)`` and return logits
+  (and penultimate features on request), as :class:`Classifier` does.
+  """
+  if name in MODELS and MODELS[name] is not builder:
+    raise ValueError(f"name: model {name!r} is already registered")
+  MODELS[name] = builder
+
+
 def create_model(
     name: str,
     *,
