@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.transforms = []  # [{"name": "clip_by_global_norm", "max_norm": 2.0}, ...]
   c.callbacks = []  # [{"name": ..., **kwargs}, ...]
   c.batch_size = 128
-  c.eval_batch_size = 500
+  c.eval_batch_size = 512
   c.num_train_steps = 3000
   c.log_every_steps = 50
   c.eval_every_steps = 250
@@ -38,4 +38,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_checkpoints = 3
   c.progress_every_seconds = 10.0
   c.nonfinite = "fail"  # fail | skip
+  c.sharding = "data"  # data (replicated state, batch split over devices) | fsdp (state split too)
   return c

@@ -10,6 +10,7 @@ import ml_collections
 
 from experiments import registry
 from experiments.optimizers import SCHEDULES
+from experiments.sharding import MODES
 from jaxdyn.data import check_dataset_name
 from jaxdyn.models import MODELS
 
@@ -19,7 +20,7 @@ KEYS = frozenset({
     "seed", "dataset", "data_dir", "cache_dir", "model", "model_kwargs", "objective",
     "objective_kwargs", "optimizer", "transforms", "callbacks", "batch_size", "eval_batch_size",
     "num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
-    "max_checkpoints", "progress_every_seconds", "nonfinite",
+    "max_checkpoints", "progress_every_seconds", "nonfinite", "sharding",
 })
 OPTIMIZER_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "boundaries", "decay",
                             "kwargs"})
@@ -46,6 +47,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int(config, k)
   if config.progress_every_seconds <= 0:
     raise ValueError(f"config.progress_every_seconds: must be > 0, got {config.progress_every_seconds}")
+  if config.sharding not in MODES:
+    raise ValueError(f"config.sharding: must be one of {list(MODES)}, got {config.sharding!r}")
   if config.nonfinite not in NONFINITE:
     raise ValueError(f"config.nonfinite: must be one of {list(NONFINITE)}, got {config.nonfinite!r}")
   try:

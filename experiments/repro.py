@@ -1,8 +1,8 @@
 """``make repro [CLAIM=<name>]``: runs declared claims and writes their sections of REPRODUCTION.md.
 
 Every ``configs/*.py`` with a ``get_claim()`` (or ``get_claims()``) declares its claims. Each arm runs for each seed in its own
-workdir under ``runs/repro/<claim>/<arm>-<config hash>/seed<k>``, so an interrupted ``make repro``
-resumes, and a changed config starts afresh. The section of a claim is replaced in place; the other
+workdir under ``runs/repro/<arm>-<config hash>/seed<k>``, so an interrupted ``make repro`` resumes,
+claims that share a config share its runs, and a changed config starts afresh. The section of a claim is replaced in place; the other
 claims' sections are kept as they were.
 """
 
@@ -80,7 +80,9 @@ def run_claim(claim: claims_lib.Claim, runs_dir: str | os.PathLike) -> dict:
     values, extras = [], {k: [] for k in claim.report}
     for seed in claim.seeds:
       config = claims_lib.apply_overrides(claim.get_config(), {**arm.overrides, "seed": seed})
-      wd = pathlib.Path(runs_dir) / claim.name / f"{arm.label}-{_config_hash(config)}" / f"seed{seed}"
+      # Keyed by the config alone: claims that share an arm's config share its runs.
+      label = re.sub(r"[^A-Za-z0-9_.=+-]", "_", arm.label)
+      wd = pathlib.Path(runs_dir) / f"{label}-{_config_hash(config)}" / f"seed{seed}"
       print(f"[{claim.name}] arm {arm.label}, seed {seed} -> {wd}", flush=True)
       results = train_and_evaluate(config, str(wd))
       values.append(claims_lib.metric_value(claim.metric, results))

@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import inspect
 import json
-import logging
 import pathlib
 import time
 from typing import Any
@@ -26,9 +25,9 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-from experiments import config_schema, metrics_io, registry
+from experiments import checkpointing, config_schema, metrics_io, registry, sharding
 from experiments.objectives import eval_metrics
 from experiments.optimizers import make_schedule
 from jaxdyn.data import eval_batches, load_dataset, train_pipeline
@@ -172,13 +171,6 @@ def _mean_metrics(buffer: list[dict[str, Any]]) -> dict[str, Any]:
   return out
 
 
-def _checkpoint_manager(workdir: pathlib.Path, config) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      (workdir / "checkpoints").absolute(),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.max_checkpoints, create=True),
-  )
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains and evaluates the model the config describes; resumes from ``workdir`` if possible.
 
@@ -198,32 +190,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = TrainState(step=jnp.int32(0), params=params, rest=rest, opt_state=tx.init(params),
                      rng=jax.random.key_data(jax.random.key(config.seed + 1)))
 
-  mesh = Mesh(np.array(jax.devices()), ("data",))
+  mesh = sharding.data_mesh()
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
   if config.batch_size % mesh.size:
     raise ValueError(f"config.batch_size: {config.batch_size} must divide evenly over {mesh.size} devices")
+  if config.eval_batch_size % mesh.size:
+    raise ValueError(f"config.eval_batch_size: {config.eval_batch_size} must divide evenly over "
+                     f"{mesh.size} devices")
+  state_shardings = sharding.state_shardings(state, mesh, config.sharding)
 
   def shard(batch):
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(data_sharding, x), batch)
 
-  # Restore.
-  mngr = _checkpoint_manager(workdir, config)
+  # Restore the newest intact checkpoint (a damaged one is skipped with a warning naming it).
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", max_to_keep=config.max_checkpoints)
   writer = metrics_io.MetricWriter(workdir, enabled=is_main)
   data_state = {"next_index": 0}
   elapsed_before = 0.0
-  latest = mngr.latest_step()
-  if latest is not None:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    restored = mngr.restore(latest, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    state, meta = restored["state"], restored["meta"]
-    data_state, elapsed_before = meta["data"], float(meta["elapsed_s"])
+  state = jax.device_put(state, state_shardings)
+  restored = ckpt.restore_latest(jax.tree.map(ocp.utils.to_shape_dtype_struct, state))
+  latest = None
+  if restored is not None:
+    latest, state = restored.step, restored.state
+    data_state, elapsed_before = restored.meta["data"], float(restored.meta["elapsed_s"])
     writer.truncate_after(latest)
     if is_main:
-      logging.info("Resumed from step %d in %s", latest, workdir)
       print(f"Resuming from checkpoint at step {latest}/{config.num_train_steps}", flush=True)
-  state = jax.device_put(state, replicated)
 
   results_path = workdir / RESULTS_JSON
   if latest is not None and latest >= config.num_train_steps and results_path.exists():
@@ -241,8 +234,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   objective = registry.get("objective", config.objective)
   train_step = jax.jit(make_train_step(graphdef, tx, objective, dict(config.objective_kwargs),
-                                       nonfinite=config.nonfinite), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(graphdef))
+                                       nonfinite=config.nonfinite),
+                       in_shardings=(state_shardings, data_sharding),
+                       out_shardings=(state_shardings, replicated), donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(graphdef), out_shardings=replicated)
 
   # Compile the eval step now: a broken eval fails before training, and its compile time does not land
   # in the middle of the run.
@@ -281,7 +276,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def save(step: int) -> None:
     meta = {"data": it.get_state(), "elapsed_s": elapsed_before + time.monotonic() - t_start}
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    ckpt.save(step, state, meta)
 
   try:
     while step < config.num_train_steps:
@@ -305,11 +300,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         save(step)
 
   except BaseException:
-    mngr.wait_until_finished()  # a save already under way completes: nothing is lost on a crash
+    ckpt.wait_until_finished()  # a save already under way completes: nothing is lost on a crash
     writer.close()
     raise
 
-  mngr.wait_until_finished()
+  ckpt.wait_until_finished()
   final = {}
   for cb in callbacks:
     final.update({f"final_{k}": v for k, v in (cb.on_end() or {}).items()})
@@ -333,5 +328,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     (workdir / RESULTS_MD).write_text(table + "\n")
     print(f"\nResults ({workdir}):\n{table}", flush=True)
   writer.close()
-  mngr.close()
+  ckpt.close()
   return results

@@ -72,4 +72,9 @@ def create_model(
   """Builds the model ``name`` (one of ``MODELS``) for inputs of ``input_shape`` (no batch axis)."""
   if name not in MODELS:
     raise ValueError(f"model: unknown name {name!r}; valid names are {sorted(MODELS)}")
-  return MODELS[name](tuple(input_shape), num_classes, rngs, **dict(kwargs or {}))
+  try:
+    return MODELS[name](tuple(input_shape), num_classes, rngs, **dict(kwargs or {}))
+  except TypeError as e:
+    if "unexpected keyword argument" in str(e):
+      raise ValueError(f"model_kwargs: {e} (model {name!r})") from e
+    raise

@@ -71,5 +71,7 @@ def test_bad_arguments_name_themselves():
     models.MLP(4, 2, dropout_rate=1.0, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="patch_size"):
     models.ViT(3, 10, image_size=8, patch_size=3, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="model_kwargs: .*unexpected keyword argument 'channels' \\(model 'mlp'\\)"):
+    models.create_model("mlp", input_shape=(4,), num_classes=2, rngs=nnx.Rngs(0), kwargs={"channels": (8,)})
   with pytest.raises(ValueError, match="model: needs"):
     models.create_model("resnet18", input_shape=(40,), num_classes=2, rngs=nnx.Rngs(0))

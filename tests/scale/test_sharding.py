@@ -1,0 +1,61 @@
+"""Data parallelism and FSDP on 8 forced CPU devices give the 1-device loss trajectory."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import sharding
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+_RUN = """
+import json, sys, jax
+from configs import default
+from experiments.train import train_and_evaluate
+c = default.get_config()
+c.num_train_steps = 50
+c.log_every_steps = 1
+c.eval_every_steps = 50
+c.checkpoint_every_steps = 50
+c.sharding = sys.argv[2]
+res = train_and_evaluate(c, sys.argv[1])
+print(json.dumps({"devices": jax.device_count(), "eval_loss": res["eval_loss"]}))
+"""
+
+
+def _run(tmp_path, devices, mode):
+  wd = tmp_path / f"{devices}_{mode}"
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", _RUN, str(wd), mode], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  info = json.loads(out.stdout.strip().splitlines()[-1])
+  assert info["devices"] == devices
+  rows = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().splitlines()]
+  losses = [r["train_loss"] for r in rows if "train_loss" in r]
+  assert len(losses) == 50
+  return np.array(losses), info["eval_loss"]
+
+
+@pytest.mark.slow
+def test_one_device_equals_eight_devices_data_parallel_and_fsdp(tmp_path):
+  base, base_eval = _run(tmp_path, 1, "data")
+  for mode in ("data", "fsdp"):
+    losses, ev = _run(tmp_path, 8, mode)
+    np.testing.assert_allclose(losses, base, rtol=0, atol=1e-5, err_msg=mode)
+    np.testing.assert_allclose(ev, base_eval, rtol=0, atol=1e-5, err_msg=mode)
+
+
+def test_fsdp_spec_splits_the_largest_divisible_axis():
+  from jax.sharding import PartitionSpec as P
+  assert sharding.fsdp_spec((3, 3, 32, 64), 8) == P(None, None, None, "data")
+  assert sharding.fsdp_spec((40, 7), 8) == P("data", None)
+  assert sharding.fsdp_spec((7, 5), 8) == P()
+  assert sharding.fsdp_spec((), 8) == P()
+  assert sharding.fsdp_spec((64,), 1) == P()
