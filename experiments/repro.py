@@ -9,6 +9,7 @@ claims' sections are kept as they were.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import hashlib
 import importlib
 import json
@@ -94,6 +95,11 @@ def run_claim(claim: claims_lib.Claim, runs_dir: str | os.PathLike) -> dict:
   return {"per_arm": per_arm, "means": means, "verdicts": verdicts, "seconds": time.monotonic() - t0}
 
 
+def _std(xs):
+  finite = [x for x in xs if x != float("inf")]
+  return statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
 def _fmt(xs):
   if any(x == float("inf") for x in xs):
     return " / ".join("never" if x == float("inf") else f"{x:.4g}" for x in xs)
@@ -124,8 +130,13 @@ def render(claim: claims_lib.Claim, outcome: dict) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   lines.append("")
   for e, ok in outcome["verdicts"]:
+    a, b = outcome["per_arm"][e.a]["values"], outcome["per_arm"][e.b]["values"]
+    spread = max(_std(a), _std(b))
+    note = ""
+    if e.kind != "within" and abs(statistics.fmean(a) - statistics.fmean(b)) < spread:
+      note = "; the difference is smaller than the seed-to-seed spread"
     lines.append(f"- {'holds' if ok else 'does NOT hold'}: {e.describe(claim.metric_name)} "
-                 f"({outcome['means'][e.a]:.4g} vs {outcome['means'][e.b]:.4g})")
+                 f"({outcome['means'][e.a]:.4g} vs {outcome['means'][e.b]:.4g}{note})")
   lines.append(f"<!-- /claim:{claim.name} -->")
   return "\n".join(lines) + "\n"
 
@@ -133,13 +144,17 @@ def render(claim: claims_lib.Claim, outcome: dict) -> str:
 def update_report(path: str | os.PathLike, name: str, section: str) -> None:
   """Replaces the section of claim ``name`` in the report (appends it if new)."""
   path = pathlib.Path(path)
-  text = path.read_text() if path.exists() else HEADER
-  pattern = re.compile(rf"<!-- claim:{re.escape(name)} -->.*?<!-- /claim:{re.escape(name)} -->\n", re.S)
-  if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-  else:
-    text = text.rstrip("\n") + "\n\n" + section
-  path.write_text(text)
+  with open(path.with_suffix(".lock"), "w") as lock:  # concurrent `make repro CLAIM=...` runs
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    text = path.read_text() if path.exists() else HEADER
+    pattern = re.compile(rf"<!-- claim:{re.escape(name)} -->.*?<!-- /claim:{re.escape(name)} -->\n", re.S)
+    if pattern.search(text):
+      text = pattern.sub(lambda _: section, text)
+    else:
+      text = text.rstrip("\n") + "\n\n" + section
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main(argv):
