@@ -156,3 +156,18 @@ def test_nonfinite_fail_names_the_step_and_skip_counts(tmp_path, monkeypatch):
   res = train_and_evaluate(_tiny(objective="nan_at_step_3_for_tests", objective_kwargs={},
                                   nonfinite="skip"), str(tmp_path / "skip"))
   assert res["skipped_updates"] == 1 and np.isfinite(res["eval_loss"])
+
+
+def test_full_disk_is_a_clear_error_before_training(tmp_path, monkeypatch):
+  import os as _os
+  real = _os.statvfs
+
+  class _Full:
+    def __init__(self, st):
+      self.f_frsize = st.f_frsize
+      self.f_bavail = 10  # a few blocks left
+
+  monkeypatch.setattr(_os, "statvfs", lambda p: _Full(real(p)))
+  with pytest.raises(ValueError, match=r"workdir: only .* MiB free .*No space left on device"):
+    train_and_evaluate(_tiny(), str(tmp_path / "w"))
+  assert not (tmp_path / "w" / "checkpoints").exists()
