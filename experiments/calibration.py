@@ -228,6 +228,9 @@ class CalibrationCallback(Callback):
           apply_temperature(logits, t), labels, num_bins=self.num_bins))
     if self.ctx.is_main:
       c = self.ctx.config
+      name = c.objective
+      if name == "rankmixup":
+        name += f"-{c.objective_kwargs.get('method', 'mndcg')}"
       reliability_diagram(logits, labels, self.ctx.workdir / RELIABILITY_PNG, num_bins=self.num_bins,
-                          title=f"{c.objective} ({c.model} on {c.dataset}), step {int(self.ctx.state.step)}")
+                          title=f"{name} ({c.model} on {c.dataset}), step {int(self.ctx.state.step)}")
     return out

@@ -115,10 +115,12 @@ class ResNet(Classifier):
 
 
 def ResNet18(in_channels: int, num_classes: int, **kwargs) -> ResNet:  # noqa: N802
-  """CIFAR-style ResNet-18: basic blocks (2, 2, 2, 2)."""
-  return ResNet(in_channels, num_classes, stage_sizes=(2, 2, 2, 2), block="basic", **kwargs)
+  """CIFAR-style ResNet-18: basic blocks (2, 2, 2, 2) unless ``stage_sizes`` says otherwise."""
+  kwargs.setdefault("stage_sizes", (2, 2, 2, 2))
+  return ResNet(in_channels, num_classes, block="basic", **kwargs)
 
 
 def ResNet50(in_channels: int, num_classes: int, **kwargs) -> ResNet:  # noqa: N802
-  """CIFAR-style ResNet-50: bottleneck blocks (3, 4, 6, 3)."""
-  return ResNet(in_channels, num_classes, stage_sizes=(3, 4, 6, 3), block="bottleneck", **kwargs)
+  """CIFAR-style ResNet-50: bottleneck blocks (3, 4, 6, 3) unless ``stage_sizes`` says otherwise."""
+  kwargs.setdefault("stage_sizes", (3, 4, 6, 3))
+  return ResNet(in_channels, num_classes, block="bottleneck", **kwargs)
