@@ -74,6 +74,10 @@ class Claim:
   expects: Sequence[Expect]
   seeds: Sequence[int] = (0, 1, 2)
   report: Mapping[str, Metric] = dataclasses.field(default_factory=dict)  # extra columns
+  # What runs one arm for one seed: (config, workdir) -> results dict. Default: train_and_evaluate.
+  # A claim about a measurement rather than a training run (e.g. on synthetic data) passes its own,
+  # which should also skip work already done in ``workdir``.
+  runner: Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]] | None = None
 
   def __post_init__(self):
     labels = [a.label for a in self.arms]

@@ -85,7 +85,7 @@ def run_claim(claim: claims_lib.Claim, runs_dir: str | os.PathLike) -> dict:
       label = re.sub(r"[^A-Za-z0-9_.=+-]", "_", arm.label)
       wd = pathlib.Path(runs_dir) / f"{label}-{_config_hash(config)}" / f"seed{seed}"
       print(f"[{claim.name}] arm {arm.label}, seed {seed} -> {wd}", flush=True)
-      results = train_and_evaluate(config, str(wd))
+      results = (claim.runner or train_and_evaluate)(config, str(wd))
       values.append(claims_lib.metric_value(claim.metric, results))
       for k, m in claim.report.items():
         extras[k].append(claims_lib.metric_value(m, results))
