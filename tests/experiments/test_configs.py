@@ -33,6 +33,8 @@ def shrink(config):
   for cb in config.callbacks:
     if "every_steps" in cb:
       cb["every_steps"] = 3
+    if "probe_size" in cb:  # measurement callbacks: a small probe (their own tests check the numbers)
+      cb["probe_size"] = 64
   return config
 
 
