@@ -1,0 +1,96 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Sparse subspace variational inference (SSVI, Li et al., ICML 2024)
+#
+# A mean-field Gaussian posterior N(mu, sigma^2) per weight, but only a sparse set of weights is ever
+# active: mu and rho are exactly 0 elsewhere. Every dT steps the `ssvi` Optax transform removes the
+# active weights with the lowest signal-to-noise ratio of |theta| and adds as many inactive ones by
+# the magnitude of the dense gradient. Here: accuracy and NLL against density on MNIST-1D with the
+# `configs/ssvi_mnist1d.py` experiment (one seed; `make repro` runs three).
+# Paper: https://arxiv.org/abs/2402.11025, code: https://github.com/ljb121002/SSVI.
+
+# %%
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from configs import ssvi_mnist1d
+from experiments.train import train_and_evaluate
+from jaxdyn.bayes import drop_and_grow, removal_score, rho_from_std
+
+print("backend:", jax.default_backend())
+SMALL = os.environ.get("JAXDYN_NOTEBOOK_SMALL") == "1"  # set by `make notebooks` and the tests
+EPOCHS = 2 if SMALL else ssvi_mnist1d.EPOCHS
+UPDATE_EVERY = 20 if SMALL else ssvi_mnist1d.UPDATE_EVERY
+DENSITIES = (1.0, 0.1) if SMALL else (1.0, *ssvi_mnist1d.DENSITIES)
+
+# %% [markdown]
+# ## The removal score
+# For theta ~ N(mu, sigma^2), SNR(|theta|) = E|theta| / sd|theta| depends on a = |mu| / sigma only and
+# grows with it (about 1.32 at a = 0, then towards a): it ranks weights as |mu| / sigma does, but
+# unlike |mu| it keeps a small mean that is certain and drops a large one that is not.
+
+# %%
+a = np.linspace(0, 5, 101)
+plt.figure(figsize=(4, 3))
+plt.plot(a, removal_score(a, np.ones_like(a)), label="SNR(|theta|)")
+plt.plot(a, a, "--", label="|mu| / sigma")
+plt.xlabel("|mu| / sigma"); plt.legend(); plt.tight_layout(); plt.show()
+
+# One removal/addition on a toy layer of 6 weights, 4 active, half of them moved.
+mu = jnp.array([0.5, 0.01, -0.3, 0.02, 0.0, 0.0])
+rho = jnp.where(jnp.arange(6) < 4, rho_from_std(jnp.array([0.1, 0.1, 0.1, 0.001, 1.0, 1.0])), 0.0)
+grad = jnp.array([9.0, -0.2, 5.0, 0.1, -1.0, 0.3])
+mask, new_mu, new_rho = drop_and_grow(mu, rho, grad, rho != 0, 0.5)
+print("mask", np.asarray(mask), "\nmu  ", np.asarray(new_mu), "\nrho ", np.asarray(new_rho).round(2))
+
+# %% [markdown]
+# ## Training: dense VI against SSVI at several densities
+
+# %%
+results = {}
+for d in DENSITIES:
+  config = ssvi_mnist1d.get_config()
+  steps = ssvi_mnist1d.STEPS_PER_EPOCH * EPOCHS
+  config.num_train_steps = steps
+  config.objective_kwargs.num_epochs = EPOCHS
+  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = steps
+  config.progress_every_seconds = 60.0
+  config.model_kwargs.density = d
+  transform = ssvi_mnist1d.ssvi_transform(steps)
+  transform["update_every"] = UPDATE_EVERY
+  config.transforms = [] if d == 1.0 else [transform]
+  results[d] = train_and_evaluate(config, tempfile.mkdtemp(prefix=f"ssvi_d{d:g}_"))
+
+# %%
+ds = list(results)
+fig, (ax_acc, ax_nll) = plt.subplots(1, 2, figsize=(11, 4))
+ax_acc.plot(ds, [results[d]["final_mean_accuracy"] for d in ds], "o-", label="mean weights")
+ax_acc.plot(ds, [results[d]["final_mc_accuracy"] for d in ds], "s--", label="MC predictive (16 samples)")
+ax_nll.plot(ds, [results[d]["final_mean_nll"] for d in ds], "o-", label="mean weights")
+ax_nll.plot(ds, [results[d]["final_mc_nll"] for d in ds], "s--", label="MC predictive")
+for ax, name in ((ax_acc, "test accuracy"), (ax_nll, "test NLL")):
+  ax.set(xscale="log", xlabel="density (1 = dense VI)", ylabel=name)
+  ax.legend()
+fig.tight_layout()
+plt.show()
+for d in ds:
+  r = results[d]
+  print(f"density {d:<5g} accuracy {r['final_mean_accuracy']:.3f}  NLL {r['final_mc_nll']:.3f}  "
+        f"ECE {r['final_mc_ece']:.3f}  training FLOPs / dense VI {r['final_flop_ratio']:.3f}")

@@ -1,0 +1,312 @@
+"""Mean-field Gaussian dense and convolution layers (Flax NNX) over a sparse set of active weights.
+
+Each kernel entry has a posterior N(mu, sigma^2) with sigma = softplus(rho). An entry is active iff
+its rho is non-zero (the authors' convention); inactive entries contribute neither mean (the forward
+pass reads mu through `active_mean`), variance nor KL. The SSVI transform (`ssvi`) keeps mu = rho = 0
+on them while it moves the active set. Biases are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import ArrayLike
+
+from jaxdyn.bayes import _flops
+from jaxdyn.bayes._kl import gaussian_kl
+
+__all__ = [
+    "GaussianConv",
+    "GaussianDense",
+    "MU_NAME",
+    "RHO_NAME",
+    "SAMPLING",
+    "active_mean",
+    "model_kl",
+    "posterior_std",
+    "random_mask",
+    "rho_from_std",
+]
+
+MU_NAME = "kernel_mu"
+RHO_NAME = "kernel_rho"
+SAMPLING = ("local", "weights")
+_VAR_EPS = 1e-8  # added to the local-reparameterisation variance, as in the paper
+
+
+def check_density(density) -> float:
+  if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 < density <= 1.0:
+    raise ValueError(f"density: must be a number in (0, 1], got {density!r}")
+  return float(density)
+
+
+def num_active(size: int, density: float) -> int:
+  """Active entries of a layer of ``size`` at ``density``: round(density * size), at least 1."""
+  return max(1, min(size, int(round(check_density(density) * size))))
+
+
+def random_mask(key: jax.Array, shape: Sequence[int], density: float) -> jax.Array:
+  """A boolean mask with exactly round(density * size) (>= 1) true entries, uniformly at random.
+
+  Args:
+    key: a `jax.random` key.
+    shape: the kernel's shape.
+    density: the active fraction, in (0, 1].
+
+  Returns:
+    A boolean array of ``shape``.
+
+  Example:
+    >>> int(random_mask(jax.random.key(0), (10, 10), 0.1).sum())
+    10
+
+  References:
+    Li et al., ICML 2024, https://arxiv.org/abs/2402.11025 (random initial mask per layer);
+    code https://github.com/ljb121002/SSVI.
+  """
+  shape = tuple(int(s) for s in shape)
+  size = 1
+  for s in shape:
+    size *= s
+  k = num_active(size, density)
+  return (jax.random.permutation(key, size) < k).reshape(shape)
+
+
+def rho_from_std(sigma: ArrayLike) -> jax.Array:
+  """rho = softplus^-1(sigma) = sigma + log(-expm1(-sigma)), stable for small sigma > 0."""
+  sigma = jnp.asarray(sigma)
+  return sigma + jnp.log(-jnp.expm1(-sigma))
+
+
+def posterior_std(rho: ArrayLike) -> jax.Array:
+  """sigma = softplus(rho) on active entries (rho != 0) and exactly 0 on inactive ones."""
+  rho = jnp.asarray(rho)
+  return jnp.where(rho != 0, jax.nn.softplus(rho), 0.0)
+
+
+def active_mean(mu: ArrayLike, rho: ArrayLike) -> jax.Array:
+  """mu on the active set (rho != 0) and exactly 0 elsewhere, with a dense straight-through gradient.
+
+  The value is where(rho != 0, mu, 0); the gradient with respect to mu is 1 everywhere, so
+  d loss / d mu at an inactive entry is the dense gradient that SSVI's addition step ranks, while
+  the output never depends on an inactive mu (even one an optimizer without `ssvi` has moved).
+  """
+  mu = jnp.asarray(mu)
+  return jnp.where(jnp.asarray(rho) != 0, mu, mu - jax.lax.stop_gradient(mu))
+
+
+def _check_sampling(sampling: str) -> None:
+  if sampling not in SAMPLING:
+    raise ValueError(f"sampling: must be one of {list(SAMPLING)}, got {sampling!r}")
+
+
+class _GaussianKernel(nnx.Module):
+  """Shared initialisation and KL of a sparse mean-field Gaussian kernel."""
+
+  def _init_kernel(self, shape, *, density, mu_init_std, sigma_init, rngs):
+    self.density = check_density(density)
+    if mu_init_std is not None and not mu_init_std > 0:
+      raise ValueError(f"mu_init_std: must be > 0 or None, got {mu_init_std!r}")
+    if len(sigma_init) != 2 or not sigma_init[0] > 0 or not sigma_init[1] >= 0:
+      raise ValueError(f"sigma_init: must be (mean > 0, std >= 0), got {sigma_init!r}")
+    fan_in = 1
+    for s in shape[:-1]:
+      fan_in *= s
+    std = mu_init_std if mu_init_std is not None else fan_in**-0.5
+    k_mu, k_sigma, k_mask = jax.random.split(rngs.params(), 3)
+    mu = std * jax.random.normal(k_mu, shape)
+    # sigma0 = |N(m, s)|, floored at 1e-6 so that rho is finite (the authors redraw instead).
+    sigma0 = jnp.maximum(jnp.abs(sigma_init[0] + sigma_init[1] * jax.random.normal(k_sigma, shape)), 1e-6)
+    rho = rho_from_std(sigma0)
+    if self.density < 1.0:
+      mask = random_mask(k_mask, shape, self.density)
+      mu, rho = jnp.where(mask, mu, 0.0), jnp.where(mask, rho, 0.0)
+    self.kernel_mu = nnx.Param(mu)
+    self.kernel_rho = nnx.Param(rho)
+
+  @property
+  def mask(self) -> jax.Array:
+    """The active entries (rho != 0)."""
+    return self.kernel_rho[...] != 0
+
+  def kl(self, *, prior_std: float) -> jax.Array:
+    """Closed-form KL of the active entries to N(0, prior_std^2) (`gaussian_kl`)."""
+    rho = self.kernel_rho[...]
+    return gaussian_kl(self.kernel_mu[...], posterior_std(rho), prior_std=prior_std, mask=rho != 0)
+
+  def _mean_kernel(self):
+    return active_mean(self.kernel_mu[...], self.kernel_rho[...])
+
+  def _sample_kernel(self, key):
+    mu = self._mean_kernel()
+    return mu + posterior_std(self.kernel_rho[...]) * jax.random.normal(key, mu.shape, mu.dtype)
+
+
+class GaussianDense(_GaussianKernel):
+  """Mean-field Gaussian dense layer over a sparse active set, with the local reparameterisation.
+
+  Training (``key`` given, ``sampling="local"``): out = x W_mu + sqrt((x^2) W_sigma^2 + 1e-8) * eps
+  + b, eps ~ N(0, I) per example and unit, W_sigma = softplus(W_rho) on active entries, 0 elsewhere.
+  ``sampling="weights"`` draws one W = W_mu + W_sigma * eps for the whole batch instead; with
+  ``key=None`` the layer uses the mean weights. Init: mu ~ N(0, mu_init_std^2) (None: 1/sqrt(fan_in)),
+  sigma0 = |N(m, s^2)| with ``sigma_init = (m, s)``, rho = softplus^-1(sigma0), then a random mask
+  keeps round(density * size) entries (density 1: no mask). The forward pass uses `active_mean`:
+  mu on the active set, 0 elsewhere, with a straight-through gradient, so d loss / d mu is the dense
+  gradient that SSVI's addition step needs and an inactive mu never changes the output, even when
+  an optimizer without `ssvi` moves it (a fixed random mask is ``density < 1`` without `ssvi`).
+
+  Args:
+    in_features: input width.
+    out_features: output width.
+    density: active fraction of the kernel, in (0, 1].
+    use_bias: a deterministic bias.
+    mu_init_std: std of the initial means (0.01 in the paper's ResNet), or None for 1/sqrt(fan_in).
+    sigma_init: (mean, std) of the folded normal of the initial sigma; the paper's (6e-4, 5e-4).
+    rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+  Returns:
+    The module; ``layer(x, key=None, sampling="local")`` gives ``(..., out_features)``.
+
+  Example:
+    >>> layer = GaussianDense(4, 3, density=0.5, rngs=nnx.Rngs(0))
+    >>> int(layer.mask.sum()), layer(jnp.ones((2, 4)), key=jax.random.key(1)).shape
+    (6, (2, 3))
+
+  References:
+    Li et al., "Training Bayesian Neural Networks with Sparse Subspace Variational Inference",
+    ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
+    Kingma et al., "Variational Dropout and the Local Reparameterization Trick", NeurIPS 2015,
+    https://arxiv.org/abs/1506.02557.
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, density: float = 1.0,
+               use_bias: bool = True, mu_init_std: float | None = 0.01,
+               sigma_init: tuple[float, float] = (6e-4, 5e-4), rngs: nnx.Rngs):
+    for name, v in (("in_features", in_features), ("out_features", out_features)):
+      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}: must be an int >= 1, got {v!r}")
+    self._init_kernel((in_features, out_features), density=density, mu_init_std=mu_init_std,
+                      sigma_init=sigma_init, rngs=rngs)
+    self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
+
+  def __call__(self, x: jax.Array, *, key: jax.Array | None = None, sampling: str = "local") -> jax.Array:
+    _check_sampling(sampling)
+    mu = self._mean_kernel()
+    if key is None:
+      y = x @ mu
+    elif sampling == "weights":
+      y = x @ self._sample_kernel(key)
+    else:
+      sigma = posterior_std(self.kernel_rho[...])
+      mean = x @ mu
+      std = jnp.sqrt((x * x) @ (sigma * sigma) + _VAR_EPS)
+      y = mean + std * jax.random.normal(key, mean.shape, mean.dtype)
+    _flops.record(self, "dense", y.shape)
+    return y if self.bias is None else y + self.bias[...]
+
+
+_DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+class GaussianConv(_GaussianKernel):
+  """Mean-field Gaussian convolution over a sparse active set, with the local reparameterisation.
+
+  Training (``key`` given, ``sampling="local"``): out = conv(x, mu) + sqrt(conv(x^2, sigma^2) + 1e-8)
+  * eps + b, eps drawn per example, position and channel; ``sampling="weights"`` draws one kernel
+  for the batch (the exact posterior predictive for Monte Carlo averaging); ``key=None`` uses the
+  means. Inputs are channels-last with 1, 2 or 3 spatial axes (``len(kernel_size)``). Initialisation
+  and the active-set convention as in `GaussianDense`.
+
+  Args:
+    in_features: input channels.
+    out_features: output channels.
+    kernel_size: spatial size of the kernel, e.g. ``(3, 3)``.
+    strides: an int or one per spatial axis.
+    padding: "SAME", "VALID" or explicit pairs, as in `jax.lax.conv_general_dilated`.
+    density: active fraction of the kernel, in (0, 1].
+    use_bias: a deterministic bias.
+    mu_init_std: std of the initial means, or None for 1/sqrt(fan_in).
+    sigma_init: (mean, std) of the folded normal of the initial sigma.
+    rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+  Returns:
+    The module; ``conv(x, key=None, sampling="local")`` gives ``(batch, *spatial_out, out_features)``.
+
+  Example:
+    >>> conv = GaussianConv(3, 8, (3, 3), density=0.2, rngs=nnx.Rngs(0))
+    >>> conv(jnp.ones((2, 5, 5, 3)), key=jax.random.key(1)).shape
+    (2, 5, 5, 8)
+
+  References:
+    Li et al., ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
+  """
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int], *,
+               strides: int | Sequence[int] = 1, padding: str | Sequence[tuple[int, int]] = "SAME",
+               density: float = 1.0, use_bias: bool = False, mu_init_std: float | None = 0.01,
+               sigma_init: tuple[float, float] = (6e-4, 5e-4), rngs: nnx.Rngs):
+    kernel_size = tuple(int(k) for k in kernel_size)
+    if len(kernel_size) not in _DIMENSION_NUMBERS or min(kernel_size) < 1:
+      raise ValueError(f"kernel_size: must have 1 to 3 positive entries, got {kernel_size!r}")
+    for name, v in (("in_features", in_features), ("out_features", out_features)):
+      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}: must be an int >= 1, got {v!r}")
+    self.strides = (int(strides),) * len(kernel_size) if isinstance(strides, int) else tuple(strides)
+    if len(self.strides) != len(kernel_size) or min(self.strides) < 1:
+      raise ValueError(f"strides: must be an int >= 1 or one per spatial axis, got {strides!r}")
+    self.padding = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+    self._init_kernel((*kernel_size, in_features, out_features), density=density,
+                      mu_init_std=mu_init_std, sigma_init=sigma_init, rngs=rngs)
+    self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
+
+  def _conv(self, x, w):
+    return jax.lax.conv_general_dilated(x, w, self.strides, self.padding,
+                                        dimension_numbers=_DIMENSION_NUMBERS[w.ndim - 2])
+
+  def __call__(self, x: jax.Array, *, key: jax.Array | None = None, sampling: str = "local") -> jax.Array:
+    _check_sampling(sampling)
+    mu = self._mean_kernel()
+    if key is None:
+      y = self._conv(x, mu)
+    elif sampling == "weights":
+      y = self._conv(x, self._sample_kernel(key))
+    else:
+      sigma = posterior_std(self.kernel_rho[...])
+      mean = self._conv(x, mu)
+      std = jnp.sqrt(self._conv(x * x, sigma * sigma) + _VAR_EPS)
+      y = mean + std * jax.random.normal(key, mean.shape, mean.dtype)
+    _flops.record(self, "conv", y.shape)
+    return y if self.bias is None else y + self.bias[...]
+
+
+def gaussian_layers(model: nnx.Module) -> list[tuple[str, _GaussianKernel]]:
+  """The model's Gaussian layers with their paths, in graph order."""
+  return [("/".join(str(p) for p in path), node) for path, node in nnx.iter_graph(model)
+          if isinstance(node, _GaussianKernel)]
+
+
+def model_kl(model: nnx.Module, *, prior_std: float) -> jax.Array:
+  """Sum of the closed-form KL of every Gaussian layer's active entries to N(0, prior_std^2).
+
+  Args:
+    model: an NNX module containing `GaussianDense` / `GaussianConv` layers.
+    prior_std: s0 > 0 (0.005 in the paper).
+
+  Returns:
+    A scalar (nats).
+
+  Example:
+    >>> layer = GaussianDense(4, 3, rngs=nnx.Rngs(0))
+    >>> bool(model_kl(layer, prior_std=0.005) > 0)
+    True
+
+  References:
+    Li et al., ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
+  """
+  layers = gaussian_layers(model)
+  if not layers:
+    raise ValueError("model: has no GaussianDense or GaussianConv layer")
+  return sum(layer.kl(prior_std=prior_std) for _, layer in layers)
