@@ -1,0 +1,78 @@
+"""Spiking MLP: (Linear -> per-step BatchNorm -> LIF -> dropout) x L, then a linear readout."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flax import nnx
+
+from jaxdyn.snn._base import SpikingClassifier, check_model_args
+from jaxdyn.snn._lif import LIF
+
+__all__ = ["SpikingMLP"]
+
+
+class SpikingMLP(SpikingClassifier):
+  """Fully connected spiking network with LIF hidden layers and a non-spiking linear output.
+
+  At each step t: h_0 = x_t (flattened); for each hidden layer l, I = BN(W_l h_{l-1} + b_l),
+  (s, v_l) = LIF(v_l, I), h_l = m_l * s (m_l a dropout mask fixed over T); o_t = W_out h_L + b_out.
+  BatchNorm normalises with the statistics of step t's batch and updates its running averages at
+  every step (PyTorch momentum 0.1, i.e. flax momentum 0.9, eps 1e-5, as in the SLTT code).
+
+  Args:
+    in_features: size of a flattened input.
+    num_classes: number of outputs.
+    hidden: widths of the hidden LIF layers (at least one).
+    num_steps: T, the number of time steps.
+    norm: per-step BatchNorm before each LIF layer.
+    dropout_rate: dropout on the hidden spikes, mask fixed over the T steps.
+    encoder: ``"direct"`` or ``"poisson"``.
+    tau, v_th, reset, surrogate, alpha: the LIF neuron (`jaxdyn.snn.lif_step`).
+    rngs: ``nnx.Rngs`` for initialisation.
+
+  Returns:
+    (on call) the mean over steps of o_t, and the mean last-layer spikes with ``return_features``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> SpikingMLP(40, 10, hidden=(32,), rngs=nnx.Rngs(0))(jnp.ones((2, 40))).shape
+    (2, 10)
+
+  References:
+    Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
+  """
+
+  def __init__(self, in_features: int, num_classes: int, *, hidden: Sequence[int] = (256, 256),
+               num_steps: int = 6, norm: bool = True, dropout_rate: float = 0.0,
+               encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0, reset: str = "soft",
+               surrogate: str = "triangle", alpha: float | None = None, rngs: nnx.Rngs):
+    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate)
+    self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
+    for name, n in (("in_features", in_features), ("num_classes", num_classes)):
+      if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name}: must be a positive int, got {n!r}")
+    hidden = tuple(hidden)
+    if not hidden or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in hidden):
+      raise ValueError(f"hidden: must be a non-empty sequence of positive ints, got {hidden!r}")
+    widths = (in_features, *hidden)
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
+    self.norms = nnx.List([nnx.BatchNorm(w, momentum=0.9, epsilon=1e-5, rngs=rngs) for w in hidden]) if norm else None
+    self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+    self.num_steps = num_steps
+    self.encoder = encoder
+    self.dropout_rate = float(dropout_rate)
+
+  def step(self, carry, x_t, *, train: bool, masks=None):
+    h = x_t.reshape(x_t.shape[0], -1)
+    new = []
+    for i, layer in enumerate(self.layers):
+      current = layer(h)
+      if self.norms is not None:
+        current = self.norms[i](current, use_running_average=not train)
+      s, v = self.lif(None if carry is None else carry[i], current)
+      new.append(v)
+      h = s if masks is None else s * masks[i]
+    return self.head(h), s, tuple(new)
+

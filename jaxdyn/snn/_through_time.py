@@ -1,0 +1,294 @@
+"""Training a spiking network through time: BPTT, SLTT and SLTT-K as one differentiable loss.
+
+The network is a per-step function ``step_fn(params, state, carry, inputs, t) -> (outputs, carry,
+state)``: ``carry`` holds the membrane potentials, ``state`` non-trainable variables such as BatchNorm
+statistics (updated at every step, so T times per iteration), ``inputs`` whatever the step reads
+(the static input, dropout masks fixed over T, an encoder key). The loss is (1/T) sum_t l(o_t, y).
+
+- ``bptt``: the plain `jax.lax.scan`, differentiated by JAX: gradients flow through v[t-1] across
+  steps, and the backward pass keeps O(T) residuals.
+- ``sltt``: each step's loss l(o_t, y) / T is differentiated at that step, with v[t-1] (the carry)
+  held constant, and the parameter gradients are summed inside the forward scan. The loss is a
+  `jax.custom_vjp` whose only residual is that accumulated gradient (params-sized), so memory does not
+  grow with T.
+- ``sltt_k``: the same forward over all T steps, but only K steps drawn uniformly without replacement
+  (per call) contribute gradients; the loss is still divided by T and the reported loss sums all T.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+__all__ = [
+    "MODES",
+    "ThroughTimeAux",
+    "sample_steps",
+    "sltt_step_loss",
+    "through_time_loss",
+]
+
+MODES = ("bptt", "sltt", "sltt_k")
+
+StepFn = Callable[[Any, Any, Any, Any, jax.Array], tuple[Any, Any, Any]]
+
+
+class ThroughTimeAux(NamedTuple):
+  """What `through_time_loss` returns besides the loss (all without gradient).
+
+  Attributes:
+    outputs: sum over the T steps of the step outputs o_t (the authors predict with argmax of it).
+    state: the non-trainable state after the T steps (e.g. BatchNorm statistics updated T times).
+    carry: the membrane state after step T.
+  """
+
+  outputs: Any
+  state: Any
+  carry: Any
+
+
+def sltt_step_loss(*, logits: jax.Array, labels: jax.Array, lam_l: float = 0.05,
+                   mse_target: float = 1.0) -> jax.Array:
+  """The SLTT authors' per-step loss: (1 - lam_L) CE(o_t, y) + lam_L MSE(o_t, 1).
+
+  l(o_t, y) = (1 - lam_L) mean_b CE(o_t,b, y_b) + lam_L mean_{b,c} (o_t,b,c - 1)^2. The division by T
+  happens in `through_time_loss`. The MSE target is the constant 1 (the code's ``loss_means``).
+
+  Args:
+    logits: ``(B, C)`` step outputs o_t.
+    labels: ``(B,)`` integer labels.
+    lam_l: weight of the MSE term in [0, 1] (0.05; 0 on ImageNet in the paper).
+    mse_target: the constant the outputs are pulled towards (1.0).
+
+  Returns:
+    The scalar step loss.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> round(float(sltt_step_loss(logits=jnp.zeros((1, 2)), labels=jnp.array([0]), lam_l=0.0)), 4)
+    0.6931
+
+  References:
+    Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
+  """
+  lam_l = _check_lam_l(lam_l)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  if lam_l == 0.0:
+    return ce
+  return (1.0 - lam_l) * ce + lam_l * jnp.mean(jnp.square(logits - mse_target))
+
+
+def _check_lam_l(lam_l) -> float:
+  if isinstance(lam_l, bool) or not isinstance(lam_l, (int, float)) or not 0.0 <= lam_l <= 1.0:
+    raise ValueError(f"lam_l: must be a number in [0, 1], got {lam_l!r}")
+  return float(lam_l)
+
+
+def _check_num_steps(num_steps) -> int:
+  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+    raise ValueError(f"num_steps: must be an int >= 1, got {num_steps!r}")
+  return num_steps
+
+
+def _check_k(k, num_steps: int) -> int:
+  if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_steps:
+    raise ValueError(f"k: must be an int with 1 <= k <= num_steps = {num_steps}, got {k!r}")
+  return k
+
+
+def sample_steps(key: jax.Array, num_steps: int, k: int) -> jax.Array:
+  """A boolean mask of K of the T steps, drawn uniformly without replacement.
+
+  Every K-subset of {0, ..., T-1} has probability 1 / C(T, K); each step is chosen with probability
+  K / T.
+
+  Args:
+    key: a `jax.random` key (a new one each iteration).
+    num_steps: T.
+    k: K, with 1 <= K <= T.
+
+  Returns:
+    ``(T,)`` bool with exactly K True entries.
+
+  Example:
+    >>> import jax
+    >>> int(sample_steps(jax.random.key(0), 6, 2).sum())
+    2
+
+  References:
+    Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
+  """
+  num_steps = _check_num_steps(num_steps)
+  k = _check_k(k, num_steps)
+  chosen = jax.random.permutation(key, num_steps)[:k]
+  return jnp.zeros((num_steps,), bool).at[chosen].set(True)
+
+
+def _zeros_like(tree):
+  return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
+
+
+def _add(a, b):
+  return jax.tree.map(jnp.add, a, b)
+
+
+def _bptt(step_fn, loss_fn, num_steps, unroll, params, state, carry, inputs, labels, out0):
+  def body(c, t):
+    carry, state, loss, out_sum = c
+    out, carry, state = step_fn(params, state, carry, inputs, t)
+    loss = loss + loss_fn(logits=out, labels=labels) / num_steps
+    return (carry, state, loss, _add(out_sum, out)), None
+
+  init = (carry, state, jnp.zeros((), jnp.float32), out0)
+  (carry, state, loss, out_sum), _ = jax.lax.scan(body, init, jnp.arange(num_steps), unroll=unroll)
+  aux = jax.lax.stop_gradient(ThroughTimeAux(out_sum, state, carry))
+  return loss, aux
+
+
+def _sltt(step_fn, loss_fn, num_steps, unroll, params, state, carry, inputs, labels, out0, mask):
+  """SLTT / SLTT-K: the loss as a custom_vjp whose forward accumulates per-step gradients."""
+
+  def scan(params, state, carry, inputs, labels, mask, with_grad: bool):
+    def step_loss(p, state, carry, t):
+      out, carry, state = step_fn(p, state, carry, inputs, t)
+      return loss_fn(logits=out, labels=labels) / num_steps, (out, carry, state)
+
+    def body(c, t):
+      carry, state, loss, out_sum, g_sum = c
+      if not with_grad:
+        l, (out, carry, state) = step_loss(params, state, carry, t)
+      else:
+        # v[t-1] (carry) and the statistics (state) enter as constants: only this step's path to
+        # the parameters is differentiated.
+        grad_step = jax.value_and_grad(step_loss, has_aux=True)
+        if mask is None:
+          (l, (out, carry, state)), g = grad_step(params, state, carry, t)
+          g_sum = _add(g_sum, g)
+        else:
+          def trained(args):
+            g_sum, state, carry = args
+            (l, aux), g = grad_step(params, state, carry, t)
+            return l, aux, _add(g_sum, g)
+
+          def forward_only(args):
+            g_sum, state, carry = args
+            l, aux = step_loss(params, state, carry, t)
+            return l, aux, g_sum
+
+          l, (out, carry, state), g_sum = jax.lax.cond(mask[t], trained, forward_only, (g_sum, state, carry))
+      return (carry, state, loss + l, _add(out_sum, out), g_sum), None
+
+    g0 = _zeros_like(params) if with_grad else None
+    init = (carry, state, jnp.zeros((), jnp.float32), out0, g0)
+    (carry, state, loss, out_sum, g_sum), _ = jax.lax.scan(body, init, jnp.arange(num_steps), unroll=unroll)
+    return (loss, ThroughTimeAux(out_sum, state, carry)), g_sum
+
+  @jax.custom_vjp
+  def loss_and_aux(params, state, carry, inputs, labels, mask):
+    return scan(params, state, carry, inputs, labels, mask, with_grad=False)[0]
+
+  def fwd(params, state, carry, inputs, labels, mask):
+    return scan(params, state, carry, inputs, labels, mask, with_grad=True)
+
+  def bwd(g_sum, cotangents):
+    ct_loss = cotangents[0]  # the aux outputs carry no gradient
+    grads = jax.tree.map(lambda g: (g * ct_loss).astype(g.dtype), g_sum)
+    return grads, None, None, None, None, None
+
+  loss_and_aux.defvjp(fwd, bwd)
+  return loss_and_aux(params, state, carry, inputs, labels, mask)
+
+
+def through_time_loss(
+    step_fn: StepFn,
+    params: Any,
+    state: Any,
+    inputs: Any,
+    labels: ArrayLike,
+    *,
+    num_steps: int,
+    mode: str = "sltt",
+    k: int | None = None,
+    key: jax.Array | None = None,
+    loss_fn: Callable[..., jax.Array] | None = None,
+    lam_l: float = 0.05,
+    carry: Any = None,
+    unroll: int | bool = 1,
+) -> tuple[jax.Array, ThroughTimeAux]:
+  """The loss (1/T) sum_t l(o_t, y) of a spiking network run for T steps, differentiable w.r.t. params.
+
+  With o_t, v[t] = f(theta, v[t-1], x, t): ``bptt`` differentiates through v[t-1]; ``sltt`` uses
+  sum_t d l(o_t, y) / d theta with v[t-1] held constant (computed step by step inside the forward scan,
+  memory flat in T); ``sltt_k`` keeps only K uniformly drawn steps of that sum (still divided by T).
+
+  Args:
+    step_fn: ``(params, state, carry, inputs, t) -> (outputs, carry, state)``, pure; ``carry=None``
+      must mean v = 0 (used to find the carry's shape when ``carry`` is None).
+    params: the trainable PyTree; the only argument that receives gradients in ``sltt``/``sltt_k``
+      (in ``bptt`` the gradient also reaches ``inputs`` as JAX computes it).
+    state: non-trainable state threaded through the steps (BatchNorm statistics), or None.
+    inputs: what every step reads (static input, fixed dropout masks, encoder key), a PyTree.
+    labels: the targets handed to ``loss_fn``.
+    num_steps: T >= 1.
+    mode: ``"bptt"``, ``"sltt"`` or ``"sltt_k"``.
+    k: K for ``sltt_k`` (1 <= K <= T); must be None for the other modes.
+    key: a `jax.random` key; ``sltt_k`` draws its K steps from it.
+    loss_fn: the per-step loss ``loss_fn(*, logits, labels) -> scalar``; default `sltt_step_loss`
+      with ``lam_l`` (the authors' loss).
+    lam_l: the MSE weight of the default loss (0.05).
+    carry: the initial membrane state; None gives zeros shaped from ``step_fn``.
+    unroll: passed to `jax.lax.scan`. Keep 1 for ``sltt``: fully unrolled, XLA:CPU interleaved the
+      steps and SLTT's temp memory grew to BPTT's (spiking VGG, T = 6).
+
+  Returns:
+    ``(loss, ThroughTimeAux(outputs=sum_t o_t, state, carry))``; only ``loss`` carries gradients.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxdyn.snn import lif_step
+    >>> def step_fn(w, state, v, x, t):
+    ...   s, v = lif_step(v, x @ w)
+    ...   return s, v, state
+    >>> w, x, y = jnp.ones((3, 2)), jnp.ones((4, 3)), jnp.zeros(4, int)
+    >>> g = jax.grad(lambda w: through_time_loss(step_fn, w, None, x, y, num_steps=4)[0])(w)
+    >>> g.shape
+    (3, 2)
+
+  References:
+    Meng et al., "Towards Memory- and Time-Efficient Backpropagation for Training Spiking Neural
+    Networks", ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
+  """
+  num_steps = _check_num_steps(num_steps)
+  if mode not in MODES:
+    raise ValueError(f"mode: must be one of {list(MODES)}, got {mode!r}")
+  if mode == "sltt_k":
+    if k is None:
+      raise ValueError(f"k: mode='sltt_k' needs k with 1 <= k <= num_steps = {num_steps}, got None")
+    k = _check_k(k, num_steps)
+    if key is None:
+      raise ValueError("key: mode='sltt_k' needs a jax.random key to draw its K steps")
+  elif k is not None:
+    raise ValueError(f"k: only used with mode='sltt_k'; got k={k!r} with mode={mode!r} (pass k=None)")
+  if loss_fn is None:
+    loss_fn = functools.partial(sltt_step_loss, lam_l=_check_lam_l(lam_l))
+  elif not callable(loss_fn):
+    raise ValueError(f"loss_fn: must be a callable (*, logits, labels) -> scalar, got {loss_fn!r}")
+  if not callable(step_fn):
+    raise ValueError(f"step_fn: must be a callable (params, state, carry, inputs, t), got {step_fn!r}")
+  labels = jnp.asarray(labels)
+
+  out_shape, carry_shape, _ = jax.eval_shape(
+      lambda p, s, c, i: step_fn(p, s, c, i, jnp.int32(0)), params, state, carry, inputs)
+  if carry is None:
+    carry = _zeros_like(carry_shape)
+  out0 = _zeros_like(out_shape)
+  if mode == "bptt":
+    return _bptt(step_fn, loss_fn, num_steps, unroll, params, state, carry, inputs, labels, out0)
+  mask = sample_steps(key, num_steps, k) if mode == "sltt_k" else None
+  return _sltt(step_fn, loss_fn, num_steps, unroll, params, state, carry, inputs, labels, out0, mask)
