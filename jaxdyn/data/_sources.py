@@ -89,6 +89,17 @@ def _mnist1d(cache_dir: pathlib.Path, num_samples: int = 5000) -> Dataset:
   )
 
 
+def _mnist1d_random_labels(cache_dir: pathlib.Path, seed: int = 0) -> Dataset:
+  """MNIST-1D with the train labels replaced by a seeded random permutation of them (eval labels true).
+
+  The overfitting arm of Zhang et al. (2017), as used by Liao, Liu et al. (arXiv 2312.04823): the
+  label histogram is kept, any link between input and label is broken.
+  """
+  d = _mnist1d(cache_dir)
+  y = np.random.default_rng(seed).permutation(d.train.y)
+  return dataclasses.replace(d, name="mnist1d_random_labels", train=ArraySource(d.train.x, y))
+
+
 def _digits(cache_dir: pathlib.Path) -> Dataset:
   """scikit-learn's 8x8 digits (1,797 images), split 80/20 stratified with a fixed seed."""
   del cache_dir
@@ -161,7 +172,8 @@ def _tfds(name: str, data_dir: str | None) -> Dataset:
   return Dataset(f"tfds:{name}", TfdsSource(train), TfdsSource(test), shape, _TFDS_CLASSES[name])
 
 
-_BUILTIN = {"mnist1d": _mnist1d, "digits": _digits, "synthetic": _synthetic}
+_BUILTIN = {"mnist1d": _mnist1d, "mnist1d_random_labels": _mnist1d_random_labels, "digits": _digits,
+            "synthetic": _synthetic}
 DATASETS: Sequence[str] = tuple(sorted(_BUILTIN)) + tuple(f"tfds:{n}" for n in sorted(_TFDS_CLASSES))
 
 
