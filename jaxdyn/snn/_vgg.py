@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdyn.models._base import check_positive_int
 from jaxdyn.snn._base import SpikingClassifier, check_model_args
 from jaxdyn.snn._conv import Conv2d
 from jaxdyn.snn._lif import LIF
@@ -59,8 +60,7 @@ class SpikingVGG11(SpikingClassifier):
     check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate)
     self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
     for name, n in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
-      if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name}: must be a positive int, got {n!r}")
+      check_positive_int(name, n)
     convs, norms, stage_ends = [], [], []
     cin = in_channels
     for stage in _VGG11:
