@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxdyn import _validation
+
 __all__ = ["gaussian_kl", "kl_warmup"]
 
 
@@ -13,6 +15,14 @@ def _check_positive(name: str, value) -> float:
   if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
     raise ValueError(f"{name}: must be a number > 0, got {value!r}")
   return float(value)
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+  """True when an array of ``shape`` broadcasts to ``target`` (without growing it)."""
+  try:
+    return jnp.broadcast_shapes(shape, target) == tuple(target)
+  except ValueError:
+    return False
 
 
 def gaussian_kl(mu: ArrayLike, sigma: ArrayLike, *, prior_std: float,
@@ -41,10 +51,16 @@ def gaussian_kl(mu: ArrayLike, sigma: ArrayLike, *, prior_std: float,
     ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
   """
   s0 = _check_positive("prior_std", prior_std)
+  _validation.check_nonnegative(sigma, "sigma")
   mu = jnp.asarray(mu, dtype=jnp.result_type(mu, sigma, jnp.float32))
   sigma = jnp.asarray(sigma, dtype=mu.dtype)
-  active = jnp.ones(jnp.broadcast_shapes(mu.shape, sigma.shape), bool) if mask is None else (
-      jnp.broadcast_to(jnp.asarray(mask, bool), jnp.broadcast_shapes(mu.shape, sigma.shape)))
+  try:
+    shape = jnp.broadcast_shapes(mu.shape, sigma.shape)
+  except ValueError as e:
+    raise ValueError(f"sigma: shape {sigma.shape} does not broadcast against mu's {mu.shape}") from e
+  if mask is not None and not _broadcasts_to(jnp.shape(mask), shape):
+    raise ValueError(f"mask: shape {jnp.shape(mask)} does not broadcast to mu's {shape}")
+  active = jnp.ones(shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), shape)
   safe_sigma = jnp.where(active, sigma, s0)
   safe_mu = jnp.where(active, mu, 0.0)
   kl = jnp.log(s0 / safe_sigma) + (safe_sigma**2 + safe_mu**2) / (2.0 * s0**2) - 0.5

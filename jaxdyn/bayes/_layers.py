@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike
 
+from jaxdyn import _validation
 from jaxdyn.bayes import _flops
 from jaxdyn.bayes._kl import gaussian_kl
 
@@ -67,7 +68,10 @@ def random_mask(key: jax.Array, shape: Sequence[int], density: float) -> jax.Arr
     Li et al., ICML 2024, https://arxiv.org/abs/2402.11025 (random initial mask per layer);
     code https://github.com/ljb121002/SSVI.
   """
-  shape = tuple(int(s) for s in shape)
+  _validation.check_key(key)
+  shape = tuple(shape)
+  for s in shape:
+    _validation.check_int(s, "shape", lower=1)
   size = 1
   for s in shape:
     size *= s
@@ -76,7 +80,11 @@ def random_mask(key: jax.Array, shape: Sequence[int], density: float) -> jax.Arr
 
 
 def rho_from_std(sigma: ArrayLike) -> jax.Array:
-  """rho = softplus^-1(sigma) = sigma + log(-expm1(-sigma)), stable for small sigma > 0."""
+  """rho = softplus^-1(sigma) = sigma + log(-expm1(-sigma)), stable for small sigma > 0.
+
+  Concrete ``sigma`` must be > 0 everywhere (checked; under `jit` the values are not checked).
+  """
+  _validation.check_nonnegative(sigma, "sigma", strict=True)
   sigma = jnp.asarray(sigma)
   return sigma + jnp.log(-jnp.expm1(-sigma))
 
@@ -84,6 +92,8 @@ def rho_from_std(sigma: ArrayLike) -> jax.Array:
 def posterior_std(rho: ArrayLike) -> jax.Array:
   """sigma = softplus(rho) on active entries (rho != 0) and exactly 0 on inactive ones."""
   rho = jnp.asarray(rho)
+  if not jnp.issubdtype(rho.dtype, jnp.floating):
+    raise TypeError(f"rho: must be a floating array, got dtype {rho.dtype}")
   return jnp.where(rho != 0, jax.nn.softplus(rho), 0.0)
 
 
@@ -95,6 +105,8 @@ def active_mean(mu: ArrayLike, rho: ArrayLike) -> jax.Array:
   the output never depends on an inactive mu (even one an optimizer without `ssvi` has moved).
   """
   mu = jnp.asarray(mu)
+  if jnp.shape(rho) != mu.shape:
+    raise ValueError(f"rho: must have mu's shape {mu.shape}, got {jnp.shape(rho)}")
   return jnp.where(jnp.asarray(rho) != 0, mu, mu - jax.lax.stop_gradient(mu))
 
 

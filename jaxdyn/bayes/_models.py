@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdyn.bayes._layers import GaussianConv, GaussianDense, check_density
+from jaxdyn.models._base import check_positive_int
 
 __all__ = ["BayesCNN", "BayesMLP", "BayesResNet18"]
 
@@ -59,8 +60,13 @@ class BayesMLP(nnx.Module):
                density: float = 1.0, dense_first: bool = True, mu_init_std: float | None = None,
                sigma_init: tuple[float, float] = (6e-4, 5e-4), rngs: nnx.Rngs):
     check_density(density)
+    check_positive_int("in_features", in_features)
+    check_positive_int("num_classes", num_classes)
+    hidden = tuple(hidden)
     if not hidden:
       raise ValueError("hidden: need at least one hidden layer")
+    for w in hidden:
+      check_positive_int("hidden", w)
     widths = (in_features, *hidden)
     kw = dict(mu_init_std=mu_init_std, sigma_init=tuple(sigma_init), rngs=rngs)
     self.layers = nnx.List([
@@ -121,8 +127,13 @@ class BayesCNN(nnx.Module):
     check_density(density)
     if spatial_dims not in (1, 2):
       raise ValueError(f"spatial_dims: must be 1 or 2, got {spatial_dims!r}")
+    channels = tuple(channels)
     if not channels:
       raise ValueError("channels: need at least one conv block")
+    for c in channels:
+      check_positive_int("channels", c)
+    for name, v in (("in_channels", in_channels), ("num_classes", num_classes), ("hidden", hidden)):
+      check_positive_int(name, v)
     self.spatial_dims = spatial_dims
     kw = dict(mu_init_std=mu_init_std, sigma_init=tuple(sigma_init), rngs=rngs)
     widths = (in_channels, *channels)
@@ -202,6 +213,8 @@ class BayesResNet18(nnx.Module):
                mu_init_std: float | None = 0.01, sigma_init: tuple[float, float] = (6e-4, 5e-4),
                rngs: nnx.Rngs):
     check_density(density)
+    for name, v in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
+      check_positive_int(name, v)
     kw = dict(mu_init_std=mu_init_std, sigma_init=tuple(sigma_init))
     self.stem = GaussianConv(in_channels, width, (3, 3), density=1.0, rngs=rngs, **kw)
     self.stem_bn = nnx.BatchNorm(width, rngs=rngs)

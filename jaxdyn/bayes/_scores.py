@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxdyn import _validation
+
 __all__ = ["CRITERIA", "check_criterion", "folded_normal_moments", "removal_score"]
 
 CRITERIA = ("snr_abs", "abs_mu", "abs_mu_over_sigma", "mean_abs")
@@ -56,6 +58,7 @@ def folded_normal_moments(mu: ArrayLike, sigma: ArrayLike) -> tuple[jax.Array, j
     Li et al., "Training Bayesian Neural Networks with Sparse Subspace Variational Inference",
     ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
   """
+  _validation.check_nonnegative(sigma, "sigma")
   mu = jnp.abs(jnp.asarray(mu, dtype=jnp.result_type(mu, sigma, jnp.float32)))
   sigma = jnp.asarray(sigma, dtype=mu.dtype)
   positive = sigma > 0
@@ -98,6 +101,7 @@ def removal_score(mu: ArrayLike, sigma: ArrayLike, *, criterion: str = "snr_abs"
     code https://github.com/ljb121002/SSVI (the default follows both).
   """
   check_criterion(criterion)
+  _validation.check_nonnegative(sigma, "sigma")
   mu = jnp.asarray(mu, dtype=jnp.result_type(mu, sigma, jnp.float32))
   sigma = jnp.asarray(sigma, dtype=mu.dtype)
   abs_mu = jnp.abs(mu)

@@ -139,8 +139,14 @@ def drop_and_grow(mu: jax.Array, rho: jax.Array, grad_mu: jax.Array, mask: jax.A
     Li et al., ICML 2024, https://arxiv.org/abs/2402.11025 (Alg. 1); code
     https://github.com/ljb121002/SSVI.
   """
-  shape = mu.shape
-  mu, rho, g, mask = mu.ravel(), rho.ravel(), grad_mu.ravel(), mask.ravel()
+  shape = jnp.shape(mu)
+  for name, a in (("rho", rho), ("grad_mu", grad_mu), ("mask", mask)):
+    if jnp.shape(a) != shape:
+      raise ValueError(f"{name}: must have mu's shape {shape}, got {jnp.shape(a)}")
+  f = _concrete(fraction)
+  if f is not None and not (jnp.ndim(f) == 0 and 0.0 <= float(f) < 1.0):
+    raise ValueError(f"fraction: must be a scalar in [0, 1), got {fraction!r}")
+  mu, rho, g, mask = (jnp.ravel(a) for a in (mu, rho, grad_mu, mask))
   size = mu.shape[0]
   n_active = jnp.sum(mask, dtype=jnp.int32)
   n = jnp.floor(n_active.astype(jnp.float32) * fraction).astype(jnp.int32)
@@ -247,6 +253,8 @@ def ssvi(
   _check_int("end_step", end_step, 1, _concrete(total_steps))
   schedule = TopologySchedule(update_every=update_every, end_step=end_step, drop_fraction=drop_fraction)
   check_criterion(criterion)
+  if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
+    raise TypeError(f"inner: must be an optax.GradientTransformation, got {type(inner).__name__}")
   inner = optax.with_extra_args_support(inner)
 
   def multipliers(params, pairs, masks):
@@ -348,6 +356,9 @@ def ssvi_sgd(
   wd = _concrete(weight_decay)
   if wd is not None and not wd >= 0:
     raise ValueError(f"weight_decay: must be >= 0, got {weight_decay!r}")
+  m = _concrete(momentum)
+  if m is not None and not 0.0 <= m < 1.0:
+    raise ValueError(f"momentum: must be in [0, 1), got {momentum!r}")
 
   def decay_mask(params):
     def not_rho(path, _):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxdyn.calibration import _validation
+from jaxdyn import _validation
 
 __all__ = [
     "cross_entropy_loss",

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdyn.calibration import _validation
+from jaxdyn import _validation
 
 __all__ = ["MixupSample", "sample_mixup"]
 

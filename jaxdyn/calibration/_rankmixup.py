@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxdyn.calibration import _losses
-from jaxdyn.calibration import _validation
+from jaxdyn import _validation
 
 __all__ = ["mndcg_loss", "mrl_loss", "rankmixup_loss"]
 

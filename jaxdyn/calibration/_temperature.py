@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxdyn.calibration import _validation
+from jaxdyn import _validation
 
 __all__ = ["apply_temperature", "fit_temperature"]
 

@@ -8,6 +8,8 @@ import numbers
 import jax
 import numpy as np
 
+from jaxdyn import _validation
+
 
 def check_sigma(sigma) -> float:
   """Returns ``sigma`` as a float; raises unless it is a finite number > 0."""
@@ -47,7 +49,6 @@ def check_points(name: str, Z, *, min_points: int = 2) -> jax.Array:
 
 
 def check_key(key, *, why: str) -> jax.Array:
-  """Raises a ValueError naming ``key`` when it is None but randomness is needed."""
-  if key is None:
-    raise ValueError(f"key: a jax.random key is required {why}")
-  return key
+  """Raises a ValueError naming ``key`` when it is None but randomness is needed, a TypeError when
+  it is not a `jax.random` key."""
+  return _validation.check_key(key, why=f" {why}")

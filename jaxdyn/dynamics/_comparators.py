@@ -23,7 +23,7 @@ import optax
 from jax.scipy.special import digamma
 from jax.typing import ArrayLike
 
-from jaxdyn.dynamics._checks import check_int, check_points
+from jaxdyn.dynamics._checks import check_int, check_key, check_points
 
 _LN2 = math.log(2.0)
 _AUTHORS_EPS = 2.220446049250313e-16
@@ -339,8 +339,7 @@ def mine_mutual_information(
     https://arxiv.org/abs/1801.04062; used as a comparator by Liao, Liu et al.,
     https://arxiv.org/abs/2312.04823, https://github.com/ChenLiu-1996/DiffusionSpectralEntropy.
   """
-  if key is None:
-    raise ValueError("key: a jax.random key is required")
+  check_key(key, why="for the critic's initialisation and minibatches")
   X = _as_2d("X", X)
   Y = _as_2d("Y", Y, X.shape[0])
   hidden = tuple(check_int("hidden", h, 1) for h in hidden)

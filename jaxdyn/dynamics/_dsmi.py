@@ -15,8 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdyn.dynamics._checks import check_int, check_points, check_sigma, check_t
+from jaxdyn.dynamics._checks import check_int, check_key, check_points, check_sigma, check_t
 from jaxdyn.dynamics._diffusion import diffusion_spectral_entropy
+
+KINDS = ("auto", "discrete", "scalar", "vector")
 
 
 def reference_classes(
@@ -63,8 +65,8 @@ def reference_classes(
     Liao, Liu et al., arXiv 2312.04823, https://arxiv.org/abs/2312.04823;
     https://github.com/ChenLiu-1996/DiffusionSpectralEntropy.
   """
-  if kind not in ("auto", "discrete", "scalar", "vector"):
-    raise ValueError(f"kind: expected 'auto', 'discrete', 'scalar' or 'vector', got {kind!r}")
+  if kind not in KINDS:
+    raise ValueError(f"kind: expected one of {list(KINDS)}, got {kind!r}")
   num_bins = check_int("num_bins", num_bins, 1)
   num_clusters = check_int("num_clusters", num_clusters, 2)
   y = np.asarray(Y)
@@ -179,8 +181,9 @@ def diffusion_spectral_mutual_information(
   y_shape = np.shape(Y)
   if len(y_shape) not in (1, 2) or y_shape[0] != n:
     raise ValueError(f"Y: expected N = {n} rows (shape (N,), (N, 1) or (N, d)) to match Z, got shape {y_shape}")
-  if key is None:
-    raise ValueError("key: a jax.random key is required for the random subsets")
+  if y_kind not in KINDS:
+    raise ValueError(f"y_kind: expected one of {list(KINDS)}, got {y_kind!r}")
+  check_key(key, why="for the random subsets")
   key_cluster, key = jax.random.split(key)
   seed = int(jax.random.randint(key_cluster, (), 0, 2**31 - 1))
   classes = reference_classes(Y, kind=y_kind, num_bins=num_bins, num_clusters=num_clusters, seed=seed)

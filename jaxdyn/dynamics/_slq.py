@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxdyn.dynamics._checks import check_int, check_t
+from jaxdyn.dynamics._checks import check_int, check_key, check_t
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -308,6 +308,7 @@ def spectral_entropy_slq(
   """
   t = check_t(t)
   options = check_slq_options(num_probes, lanczos_steps, deflation_rank, subspace_iters, head_blocks)
+  check_key(key, why="for the probes and the subspace iteration")
   K = jnp.asarray(K)
   if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] < 2:
     raise ValueError(f"K: expected a square (N, N) matrix with N >= 2, got shape {K.shape}")

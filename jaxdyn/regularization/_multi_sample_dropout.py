@@ -40,23 +40,23 @@ HeadFn = Callable[[Any, jax.Array], jax.Array]
 def _check_rate(rate: Any) -> float:
   if isinstance(rate, (bool, np.bool_)) or not isinstance(
       rate, (numbers.Real, np.ndarray, jax.Array)):
-    raise ValueError(f"rate must be a real number in [0, 1), got {rate!r}.")
+    raise ValueError(f"rate: must be a real number in [0, 1), got {rate!r}.")
   try:
     value = float(rate)
   except (TypeError, jax.errors.ConcretizationTypeError) as e:
     raise ValueError(
-        f"rate must be a concrete number in [0, 1) (a hyperparameter, not a traced value), "
+        f"rate: must be a concrete number in [0, 1) (a hyperparameter, not a traced value), "
         f"got {rate!r}.") from e
   if not 0.0 <= value < 1.0:  # Also rejects NaN.
-    raise ValueError(f"rate must be in [0, 1), got {rate!r}.")
+    raise ValueError(f"rate: must be in [0, 1), got {rate!r}.")
   return value
 
 
 def _check_num_samples(num_samples: Any) -> int:
   if isinstance(num_samples, (bool, np.bool_)) or not isinstance(num_samples, (int, np.integer)):
-    raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}.")
+    raise ValueError(f"num_samples: must be an int >= 1, got {num_samples!r}.")
   if num_samples < 1:
-    raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}.")
+    raise ValueError(f"num_samples: must be an int >= 1, got {num_samples!r}.")
   return int(num_samples)
 
 
@@ -77,16 +77,16 @@ def softmax_cross_entropy_loss(*, logits: jax.Array, labels: jax.Array) -> jax.A
   if jnp.issubdtype(labels.dtype, jnp.integer):
     if labels.shape != logits.shape[:-1]:
       raise ValueError(
-          f"integer labels must have shape logits.shape[:-1] = {logits.shape[:-1]}, "
+          f"labels: integer labels must have shape logits.shape[:-1] = {logits.shape[:-1]}, "
           f"got {labels.shape}.")
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   if jnp.issubdtype(labels.dtype, jnp.floating):
     if labels.shape != logits.shape:
       raise ValueError(
-          f"soft (floating) labels must have the shape of logits {logits.shape}, "
+          f"labels: soft (floating) labels must have the shape of logits {logits.shape}, "
           f"got {labels.shape}.")
     return optax.softmax_cross_entropy(logits, labels).mean()
-  raise ValueError(f"labels must be integer class indices or floating probabilities, got dtype "
+  raise ValueError(f"labels: must be integer class indices or floating probabilities, got dtype "
                    f"{labels.dtype}.")
 
 
@@ -236,7 +236,7 @@ def multi_sample_dropout_loss(
       head_fn, head_params, features, key=key, num_samples=num_samples, rate=rate)
   per_sample = jax.vmap(lambda z: loss_fn(logits=z, labels=labels))(logits)
   if per_sample.shape != (logits.shape[0],):
-    raise ValueError(f"loss_fn must return a scalar, got shape {per_sample.shape[1:]}.")
+    raise ValueError(f"loss_fn: must return a scalar, got shape {per_sample.shape[1:]}.")
   loss = jnp.mean(per_sample)
   if return_mean_logits:
     return loss, jnp.mean(logits, axis=0)

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike
 
+from jaxdyn._validation import check_key
+from jaxdyn.models._base import check_positive_int
 from jaxdyn.snn._dropout import fixed_dropout_masks
 from jaxdyn.snn._encoding import check_encoder, encode
 from jaxdyn.snn._through_time import _check_num_steps, through_time_loss
@@ -73,6 +75,11 @@ class SpikingClassifier(nnx.Module):
     """One time step: ``(logits_t, penultimate spikes_t, new carry)``; ``carry=None`` means v = 0."""
     raise NotImplementedError
 
+  def check_input(self, x: jax.Array) -> None:
+    """Raises a ValueError naming ``x`` unless it is a batch this model accepts (subclasses say which)."""
+    if jnp.ndim(x) < 1:
+      raise ValueError(f"x: must be a batch with a leading batch axis, got shape {jnp.shape(x)}")
+
   def encode(self, x: jax.Array, t: jax.Array, key: jax.Array | None) -> jax.Array:
     """The input at step t under ``self.encoder`` (``key`` is the Poisson encoder's per-call key)."""
     return encode(x, t, encoder=self.encoder, key=key)
@@ -88,6 +95,7 @@ class SpikingClassifier(nnx.Module):
 
   def step_inputs(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> dict[str, Any]:
     """What every step reads: the static input, dropout masks fixed over T, the encoder's key."""
+    self.check_input(x)
     if key is None and not train and self.encoder == "poisson":
       key = jax.random.key(0)  # evaluation without a key: a fixed, reproducible spike train
     needs_key = (train and self.dropout_rate > 0) or self.encoder == "poisson"
@@ -152,6 +160,9 @@ def step_function(graphdef: nnx.GraphDef, *, train: bool = True, return_features
   References:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
+  if not isinstance(graphdef, nnx.GraphDef):
+    raise TypeError(f"graphdef: must be the nnx.GraphDef of nnx.split(model, nnx.Param, ...), "
+                    f"got {type(graphdef).__name__}")
 
   def fn(params, state, carry, inputs, t):
     model = nnx.merge(graphdef, params, state, copy=True)
@@ -210,10 +221,16 @@ def spiking_loss(
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
   if not isinstance(model, SpikingClassifier):
-    raise ValueError(f"model: must be a jaxdyn.snn.SpikingClassifier, got {type(model).__name__}")
+    raise TypeError(f"model: must be a jaxdyn.snn.SpikingClassifier, got {type(model).__name__}")
   num_steps = _check_num_steps(model.num_steps)
+  x = jnp.asarray(x)
+  if jnp.shape(labels)[:1] != x.shape[:1] or jnp.ndim(labels) != 1:
+    raise ValueError(f"labels: must be (B,) integer labels with B = x.shape[0] = {x.shape[0]}, "
+                     f"got shape {jnp.shape(labels)}")
+  if key is not None:
+    check_key(key)
   k_inputs, k_steps = jax.random.split(key) if key is not None else (None, None)
-  inputs = model.step_inputs(jnp.asarray(x), train=True, key=k_inputs)
+  inputs = model.step_inputs(x, train=True, key=k_inputs)
   graphdef, params, state = nnx.split(model, nnx.Param, ...)
   loss, aux = through_time_loss(step_function(graphdef, train=True), params, state, inputs, labels,
                                 num_steps=num_steps, mode=mode, k=k, key=k_steps, loss_fn=loss_fn,
@@ -222,7 +239,17 @@ def spiking_loss(
   return loss, aux.outputs / num_steps
 
 
-def check_model_args(*, num_steps, encoder, dropout_rate) -> None:
+def check_image_input(x, in_channels: int) -> None:
+  """Raises a ValueError naming ``x`` unless it is an NHWC batch with ``in_channels`` channels."""
+  shape = jnp.shape(x)
+  if len(shape) != 4 or shape[-1] != in_channels:
+    raise ValueError(f"x: must be an NHWC batch (B, H, W, {in_channels}), got shape {shape}")
+
+
+def check_model_args(*, num_steps, encoder, dropout_rate, **positive_ints) -> None:
+  """Checks the arguments every spiking model shares, and each of ``positive_ints`` (name=value)."""
+  for name, value in positive_ints.items():
+    check_positive_int(name, value)
   _check_num_steps(num_steps)
   check_encoder(encoder)
   if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0.0 <= dropout_rate < 1.0:

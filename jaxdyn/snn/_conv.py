@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdyn.models._base import check_positive_int
+
 __all__ = ["Conv2d", "conv2d"]
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -101,6 +103,11 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, loop_vjp: bool |
   """
   if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
     raise ValueError(f"stride: must be an int >= 1, got {stride!r}")
+  if jnp.ndim(x) != 4:
+    raise ValueError(f"x: must be (B, H, W, C_in), got shape {jnp.shape(x)}")
+  if jnp.ndim(kernel) != 4 or jnp.shape(kernel)[2] != jnp.shape(x)[3]:
+    raise ValueError(f"kernel: must be (kh, kw, C_in, C_out) with C_in = x.shape[-1] = {jnp.shape(x)[3]}, "
+                     f"got shape {jnp.shape(kernel)}")
   pads = (_same_pads(x.shape[1], kernel.shape[0], stride), _same_pads(x.shape[2], kernel.shape[1], stride))
   if loop_vjp is None:
     loop_vjp = jax.default_backend() == "cpu"
@@ -138,6 +145,12 @@ class Conv2d(nnx.Module):
   def __init__(self, in_features: int, out_features: int, kernel_size: tuple[int, int], *, strides: int = 1,
                use_bias: bool = True, kernel_init=nnx.initializers.lecun_normal(),
                loop_vjp: bool | None = None, rngs: nnx.Rngs):
+    for name, v in (("in_features", in_features), ("out_features", out_features), ("strides", strides)):
+      check_positive_int(name, v)
+    if len(kernel_size) != 2:
+      raise ValueError(f"kernel_size: must be (kh, kw), got {kernel_size!r}")
+    for v in kernel_size:
+      check_positive_int("kernel_size", v)
     self.kernel = nnx.Param(kernel_init(rngs.params(), (*kernel_size, in_features, out_features)))
     self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
     self.strides = strides

@@ -117,7 +117,11 @@ def lif_step(
   """
   cfg = _config(tau, v_th, reset, surrogate, alpha)
   current = jnp.asarray(current)
-  return _apply(cfg, None if v is None else jnp.asarray(v), current, detach_membrane)
+  if v is not None:
+    v = jnp.asarray(v)
+    if v.shape != current.shape:
+      raise ValueError(f"v: shape {v.shape} does not match current.shape = {current.shape}")
+  return _apply(cfg, v, current, detach_membrane)
 
 
 def lif_multistep(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import jax.numpy as jnp
 
 from flax import nnx
 
@@ -48,11 +51,10 @@ class SpikingMLP(SpikingClassifier):
                num_steps: int = 6, norm: bool = True, dropout_rate: float = 0.0,
                encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0, reset: str = "soft",
                surrogate: str = "triangle", alpha: float | None = None, rngs: nnx.Rngs):
-    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate)
+    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate,
+                     in_features=in_features, num_classes=num_classes)
     self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
-    for name, n in (("in_features", in_features), ("num_classes", num_classes)):
-      if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name}: must be a positive int, got {n!r}")
+    self.in_features = in_features
     hidden = tuple(hidden)
     if not hidden or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in hidden):
       raise ValueError(f"hidden: must be a non-empty sequence of positive ints, got {hidden!r}")
@@ -63,6 +65,12 @@ class SpikingMLP(SpikingClassifier):
     self.num_steps = num_steps
     self.encoder = encoder
     self.dropout_rate = float(dropout_rate)
+
+  def check_input(self, x):
+    shape = jnp.shape(x)
+    if len(shape) < 2 or math.prod(shape[1:]) != self.in_features:
+      raise ValueError(f"x: must be (B, ...) with in_features = {self.in_features} values per example, "
+                       f"got shape {shape}")
 
   def step(self, carry, x_t, *, train: bool, masks=None):
     h = x_t.reshape(x_t.shape[0], -1)

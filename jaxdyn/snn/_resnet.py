@@ -5,8 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.models._base import check_positive_int
-from jaxdyn.snn._base import SpikingClassifier, check_model_args
+from jaxdyn.snn._base import SpikingClassifier, check_image_input, check_model_args
 from jaxdyn.snn._conv import Conv2d
 from jaxdyn.snn._lif import LIF
 from jaxdyn.snn._vgg import conv_init
@@ -72,10 +71,10 @@ class SpikingPreActResNet18(SpikingClassifier):
                dropout_rate: float = 0.0, encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0,
                reset: str = "soft", surrogate: str = "triangle", alpha: float | None = None,
                rngs: nnx.Rngs):
-    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate)
+    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate,
+                     in_channels=in_channels, num_classes=num_classes, width=width)
     self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
-    for name, n in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
-      check_positive_int(name, n)
+    self.in_channels = in_channels
     self.stem = Conv2d(in_channels, width, (3, 3), use_bias=False, kernel_init=conv_init(), rngs=rngs)
     blocks, cin = [], width
     for i in range(4):
@@ -89,6 +88,9 @@ class SpikingPreActResNet18(SpikingClassifier):
     self.num_steps = num_steps
     self.encoder = encoder
     self.dropout_rate = float(dropout_rate)
+
+  def check_input(self, x):
+    check_image_input(x, self.in_channels)
 
   def step(self, carry, x_t, *, train: bool, masks=None):
     v = (None,) * (2 * len(self.blocks) + 1) if carry is None else carry

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
+from jaxdyn import _validation
+
 __all__ = [
     "MODES",
     "ThroughTimeAux",
@@ -78,6 +80,9 @@ def sltt_step_loss(*, logits: jax.Array, labels: jax.Array, lam_l: float = 0.05,
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
   lam_l = _check_lam_l(lam_l)
+  if jnp.ndim(logits) != 2:
+    raise ValueError(f"logits: must be (B, C), got shape {jnp.shape(logits)}")
+  _validation.check_integer_labels(labels, logits)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   if lam_l == 0.0:
     return ce
@@ -126,6 +131,7 @@ def sample_steps(key: jax.Array, num_steps: int, k: int) -> jax.Array:
   """
   num_steps = _check_num_steps(num_steps)
   k = _check_k(k, num_steps)
+  _validation.check_key(key)
   chosen = jax.random.permutation(key, num_steps)[:k]
   return jnp.zeros((num_steps,), bool).at[chosen].set(True)
 

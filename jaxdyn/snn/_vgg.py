@@ -5,8 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.models._base import check_positive_int
-from jaxdyn.snn._base import SpikingClassifier, check_model_args
+from jaxdyn.snn._base import SpikingClassifier, check_image_input, check_model_args
 from jaxdyn.snn._conv import Conv2d
 from jaxdyn.snn._lif import LIF
 
@@ -57,10 +56,10 @@ class SpikingVGG11(SpikingClassifier):
                dropout_rate: float = 0.0, encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0,
                reset: str = "soft", surrogate: str = "triangle", alpha: float | None = None,
                rngs: nnx.Rngs):
-    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate)
+    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate,
+                     in_channels=in_channels, num_classes=num_classes, width=width)
     self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
-    for name, n in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
-      check_positive_int(name, n)
+    self.in_channels = in_channels
     convs, norms, stage_ends = [], [], []
     cin = in_channels
     for stage in _VGG11:
@@ -77,6 +76,9 @@ class SpikingVGG11(SpikingClassifier):
     self.num_steps = num_steps
     self.encoder = encoder
     self.dropout_rate = float(dropout_rate)
+
+  def check_input(self, x):
+    check_image_input(x, self.in_channels)
 
   def step(self, carry, x_t, *, train: bool, masks=None):
     h = x_t

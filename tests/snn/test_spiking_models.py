@@ -99,7 +99,7 @@ def test_model_errors_name_the_argument(numpy_init):
     SpikingPreActResNet18(3, 2, surrogate="arctan", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="key: a jax.random key is required in training"):
     numpy_init(lambda: SpikingMLP(4, 2, dropout_rate=0.3, rngs=nnx.Rngs(0)))(jnp.ones((1, 4)), train=True)
-  with pytest.raises(ValueError, match="model: must be a jaxdyn.snn.SpikingClassifier"):
+  with pytest.raises(TypeError, match="model: must be a jaxdyn.snn.SpikingClassifier"):
     spiking_loss(object(), jnp.ones((1, 4)), jnp.zeros(1, int))
 
 

@@ -1,4 +1,4 @@
-"""Eager argument checks shared by the calibration modules (private)."""
+"""Eager argument checks shared by jaxdyn's families (private)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,36 @@ def check_soft_labels(labels: Any, logits: Any, name: str = "labels") -> None:
     raise ValueError(
         f"`{name}` must be floating per-class probabilities (soft labels), got dtype {dtype}.")
   check_same_shape(labels, logits, name, "logits")
+
+
+def check_key(key: Any, name: str = "key", *, why: str = "") -> Any:
+  """Returns ``key`` or raises unless it is a `jax.random` key (typed, or a raw uint32 pair).
+
+  Args:
+    key: the candidate key; a tracer is fine (only its dtype and shape are read).
+    name: the argument's name in the message.
+    why: appended to the message for a missing key, e.g. ``" for method='slq'"``.
+  """
+  if key is None:
+    raise ValueError(f"{name}: a jax.random key is required{why}, got None")
+  dtype = getattr(key, "dtype", None)
+  typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+  raw = dtype == np.uint32 and np.shape(key)[-1:] == (2,)
+  if not (typed or raw):
+    raise TypeError(f"{name}: expected a jax.random key (jax.random.key(seed)), got {type(key).__name__} "
+                    f"{getattr(key, 'dtype', '')}".rstrip())
+  return key
+
+
+def check_nonnegative(x: Any, name: str, *, strict: bool = False) -> None:
+  """Raises unless every value of the concrete array ``x`` is >= 0 (> 0 when ``strict``); NaN fails.
+
+  A tracer is not checked: its values are unknown until run time.
+  """
+  if not is_concrete(x) or not np.size(x):
+    return
+  v = np.asarray(x, dtype=np.float64)
+  ok = v > 0 if strict else v >= 0
+  if not np.all(ok):
+    bad = v[~ok].flat[0]
+    raise ValueError(f"{name}: every entry must be {'> 0' if strict else '>= 0'}, found {bad!r}")
