@@ -1,1 +1,31 @@
-"""jaxdyn."""
+"""jaxdyn: training techniques from recent papers as pure JAX functions and Optax transforms.
+
+Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.lif_step(...)``):
+
+- `jaxdyn.regularization`: multi-sample dropout (Inoue, 2019).
+- `jaxdyn.snn`: spiking networks and SLTT / SLTT-K training (Meng et al., ICCV 2023).
+- `jaxdyn.calibration`: RankMixup losses, calibration metrics, temperature scaling (Noh et al., ICCV 2023).
+- `jaxdyn.bayes`: sparse subspace variational inference, SSVI (Li et al., ICML 2024).
+- `jaxdyn.dynamics`: diffusion spectral entropy and mutual information (Liao, Liu et al., 2023).
+- `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
+"""
+
+import importlib
+import importlib.metadata
+
+FAMILIES = ("bayes", "calibration", "data", "dynamics", "models", "regularization", "snn")
+
+try:
+  __version__ = importlib.metadata.version("jaxdyn")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree that was not installed
+  __version__ = "0.0.0+unknown"
+
+
+def __getattr__(name: str):
+  if name in FAMILIES:
+    return importlib.import_module(f"jaxdyn.{name}")
+  raise AttributeError(f"module 'jaxdyn' has no attribute {name!r}; its families are {list(FAMILIES)}")
+
+
+def __dir__():
+  return sorted([*globals(), *FAMILIES])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ import pytest
 from flax import nnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import jaxdyn
 
 B, C = 8, 5
 LOGITS = np.asarray(jax.random.normal(jax.random.key(0), (B, C)))
@@ -516,8 +519,7 @@ EXEMPT = {
     f"{SNN}.direct_encode": "the identity on any array (t is unused)",
     f"{BAY}.SSVIState": "a NamedTuple of optimizer state",
 }
-FAMILIES = ("jaxdyn.calibration", "jaxdyn.regularization", "jaxdyn.models", "jaxdyn.data", "jaxdyn.snn",
-            "jaxdyn.bayes", "jaxdyn.dynamics")
+FAMILIES = tuple(f"jaxdyn.{f}" for f in jaxdyn.FAMILIES)
 
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: f"{c.function.split('.', 1)[1]}[{c.argument}]")
@@ -540,6 +542,11 @@ def test_invalid_argument_is_named(c):
 
   run()
   assert generated["n"] >= MIN_EXAMPLES, generated["n"]
+
+
+def test_families_are_every_public_subpackage():
+  found = {m.name for m in pkgutil.iter_modules(jaxdyn.__path__) if m.ispkg and not m.name.startswith("_")}
+  assert found == set(jaxdyn.FAMILIES), "list a new family in jaxdyn.FAMILIES (and give it bad-input cases)"
 
 
 def test_every_public_callable_is_covered():

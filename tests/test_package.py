@@ -1,4 +1,4 @@
-"""Every docstring example in jaxdyn runs and prints what it shows (one test per module)."""
+"""The top-level package: its families load on first use, and every docstring example runs."""
 
 from __future__ import annotations
 
@@ -28,3 +28,11 @@ def test_docstring_examples(name):
     runner.run(test)
   result = runner.summarize(verbose=False)
   assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
+
+
+def test_families_load_lazily_from_the_top_level():
+  assert jaxdyn.__version__
+  assert jaxdyn.snn.lif_step is importlib.import_module("jaxdyn.snn").lif_step
+  assert set(jaxdyn.FAMILIES) <= set(dir(jaxdyn))
+  with pytest.raises(AttributeError, match="families"):
+    jaxdyn.not_a_family  # noqa: B018
