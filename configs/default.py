@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset = "mnist1d"  # mnist1d | digits | synthetic | tfds:<name>
   c.data_dir = ""  # TFDS data directory ("" = TFDS's default)
   c.cache_dir = ""  # where generated datasets are cached ("" = $JAXDYN_CACHE or ~/.cache/jaxdyn)
+  c.augment = ""  # training-batch augmentation: "" (none) | crop_flip | flip (jaxdyn.data.AUGMENTATIONS)
   c.model = "cnn"  # mlp | cnn | resnet18 | resnet50 | vit
   c.model_kwargs = ml_collections.ConfigDict({"channels": (32, 64), "hidden": 128, "dropout_rate": 0.0})
   c.objective = "ce"  # a registered objective (experiments/registry.py)

@@ -11,13 +11,13 @@ import ml_collections
 from experiments import registry
 from experiments.optimizers import SCHEDULES
 from experiments.sharding import MODES
-from jaxdyn.data import check_dataset_name
+from jaxdyn.data import AUGMENTATIONS, check_dataset_name
 from jaxdyn.models import MODELS
 
 # Every experiment config has exactly these top-level keys (configs/default.py defines them all;
 # technique configs start from it and change values, plus the *_kwargs dicts).
 KEYS = frozenset({
-    "seed", "dataset", "data_dir", "cache_dir", "model", "model_kwargs", "objective",
+    "seed", "dataset", "data_dir", "cache_dir", "augment", "model", "model_kwargs", "objective",
     "objective_kwargs", "optimizer", "transforms", "callbacks", "batch_size", "eval_batch_size",
     "num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
     "max_checkpoints", "progress_every_seconds", "nonfinite", "sharding",
@@ -55,6 +55,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_dataset_name(config.dataset)
   except ValueError as e:
     raise ValueError(f"config.{e}") from None
+  if config.augment and config.augment not in AUGMENTATIONS:
+    raise ValueError(f"config.augment: must be one of {list(AUGMENTATIONS)} or empty, got {config.augment!r}")
   if config.model not in MODELS:
     raise ValueError(f"config.model: unknown name {config.model!r}; valid names are {sorted(MODELS)}")
   try:

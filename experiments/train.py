@@ -251,7 +251,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   jax.block_until_ready(eval_step(state.params, state.rest, shard(first_eval)))
 
   pipeline = train_pipeline(dataset.train, batch_size=config.batch_size, seed=config.seed,
-                            process_index=jax.process_index(), process_count=jax.process_count())
+                            process_index=jax.process_index(), process_count=jax.process_count(),
+                            augment=config.augment)
   it = iter(pipeline)
   it.set_state(data_state)
 

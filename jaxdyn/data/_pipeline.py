@@ -7,6 +7,8 @@ from typing import Any
 import grain
 import numpy as np
 
+from jaxdyn.data._augment import get_augmentation
+
 
 def _gather(source: Any, idx: np.ndarray) -> dict[str, np.ndarray]:
   if hasattr(source, "gather"):
@@ -22,6 +24,7 @@ def train_pipeline(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    augment: str = "",
 ) -> grain.MapDataset:
   """An endless, reshuffled-every-epoch stream of this process's share of global batches.
 
@@ -38,6 +41,9 @@ def train_pipeline(
     seed: shuffle seed.
     process_index: this process's index in ``[0, process_count)``.
     process_count: number of processes sharing the stream.
+    augment: a name from `AUGMENTATIONS` (e.g. ``"crop_flip"``) applied to each batch's ``x``, or
+      ``""`` for none. Its draws come from a generator seeded by (``seed``, ``process_index``, step):
+      deterministic and resumable; with several processes the draws differ from a one-process run's.
   """
   if batch_size < 1 or batch_size % process_count:
     raise ValueError(f"batch_size: must be a positive multiple of process_count={process_count}, got {batch_size}")
@@ -48,7 +54,12 @@ def train_pipeline(
   ds = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat(None)
   ds = ds[process_index::process_count]
   ds = ds.batch(batch_size // process_count, batch_fn=np.asarray)
-  return ds.map(lambda idx: _gather(source, idx))
+  ds = ds.map(lambda idx: _gather(source, idx))
+  if augment:
+    fn = get_augmentation(augment)
+    aug_seed = int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+    ds = ds.random_map(lambda batch, rng: {**batch, "x": fn(rng, batch["x"])}, seed=aug_seed)
+  return ds
 
 
 def eval_batches(source: Any, *, batch_size: int, process_index: int = 0, process_count: int = 1):

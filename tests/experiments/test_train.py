@@ -98,6 +98,7 @@ def test_default_config_learns_mnist1d_well_above_chance(tmp_path):
     ("dataset", "imagenet42", "config.dataset: unknown name 'imagenet42'"),
     ("objective", "nope", "config.objective: objective: unknown name 'nope'"),
     ("nonfinite", "ignore", "config.nonfinite"),
+    ("augment", "cutout", "config.augment: must be one of"),
 ])
 def test_bad_values_fail_before_training(tmp_path, key, value, match):
   c = _tiny()

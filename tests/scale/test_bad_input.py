@@ -42,6 +42,12 @@ nonpositive = st.one_of(st.floats(max_value=0.0, allow_infinity=False), st.just(
 bad_label_value = st.one_of(st.integers(min_value=C, max_value=10**6), st.integers(max_value=-1, min_value=-10**6))
 wrong_batch = st.integers(1, 3 * B).filter(lambda n: n != B)
 bad_key = st.sampled_from([None, "key", 0, 1.5, (0, 1), np.zeros(2, np.float32)])
+# Not a valid value of any name-valued argument below (surrogates, resets, encoders, modes, criteria,
+# methods, kinds).
+VALID_NAMES = {"triangle", "rectangle", "sigmoid", "soft", "hard", "direct", "poisson", "sltt", "sltt_k", "bptt",
+               "snr_abs", "abs_mu", "abs_mu_over_sigma", "mean_abs", "exact", "slq", "auto", "discrete",
+               "scalar", "vector", "dense", "conv", "crop_flip", "flip"}
+bad_name = st.text(max_size=8).filter(lambda s: s not in VALID_NAMES)
 
 
 def labels_with(value):
@@ -187,6 +193,15 @@ case(f"{DATA}.train_pipeline", "batch_size", st.one_of(nonpositive_int, st.integ
     lambda v: _fn(f"{DATA}.train_pipeline")(_src(), batch_size=v, seed=0))
 case(f"{DATA}.train_pipeline", "process_index", st.one_of(st.integers(max_value=-1), st.integers(min_value=2)))(
     lambda v: _fn(f"{DATA}.train_pipeline")(_src(), batch_size=8, seed=0, process_index=v, process_count=2))
+case(f"{DATA}.train_pipeline", "augment", bad_name.filter(bool))(
+    lambda v: _fn(f"{DATA}.train_pipeline")(_src(), batch_size=8, seed=0, augment=v))
+case(f"{DATA}.get_augmentation", "augment", bad_name)(
+    lambda v: _fn(f"{DATA}.get_augmentation")(v))
+case(f"{DATA}.random_crop_flip", "x", st.sampled_from([(4,), (4, 5), (4, 5, 5), (1, 2, 3, 4, 5)]))(
+    lambda s: _fn(f"{DATA}.random_crop_flip")(np.random.default_rng(0), np.ones(s, np.float32)))
+case(f"{DATA}.random_crop_flip", "padding", st.one_of(st.integers(max_value=-1), non_integral, st.booleans()))(
+    lambda v: _fn(f"{DATA}.random_crop_flip")(np.random.default_rng(0), np.ones((2, 4, 4, 1), np.float32),
+                                             padding=v))
 case(f"{DATA}.ArraySource", "y", wrong_batch)(
     lambda n: _fn(f"{DATA}.ArraySource")(np.zeros((B, 2), np.float32), np.zeros(n, np.int32)))
 
@@ -194,12 +209,6 @@ case(f"{DATA}.ArraySource", "y", wrong_batch)(
 T = 3
 CURRENTS = np.ones((T, B, 4), np.float32)
 bad_tau = st.one_of(st.floats(max_value=1.0, allow_infinity=False), st.just(math.nan))
-# Not a valid value of any name-valued argument below (surrogates, resets, encoders, modes, criteria,
-# methods, kinds).
-VALID_NAMES = {"triangle", "rectangle", "sigmoid", "soft", "hard", "direct", "poisson", "sltt", "sltt_k", "bptt",
-               "snr_abs", "abs_mu", "abs_mu_over_sigma", "mean_abs", "exact", "slq", "auto", "discrete",
-               "scalar", "vector", "dense", "conv"}
-bad_name = st.text(max_size=8).filter(lambda s: s not in VALID_NAMES)
 wrong_feature = st.integers(1, 12).filter(lambda n: n != 4)
 for name in ("spike", "surrogate_derivative"):
   f = f"{SNN}.{name}"
