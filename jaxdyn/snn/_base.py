@@ -224,9 +224,9 @@ def spiking_loss(
     raise TypeError(f"model: must be a jaxdyn.snn.SpikingClassifier, got {type(model).__name__}")
   num_steps = _check_num_steps(model.num_steps)
   x = jnp.asarray(x)
-  if jnp.shape(labels)[:1] != x.shape[:1] or jnp.ndim(labels) != 1:
-    raise ValueError(f"labels: must be (B,) integer labels with B = x.shape[0] = {x.shape[0]}, "
-                     f"got shape {jnp.shape(labels)}")
+  if jnp.ndim(labels) < 1 or jnp.shape(labels)[0] != x.shape[0]:
+    raise ValueError(f"labels: need a leading batch axis B = x.shape[0] = {x.shape[0]} (the default loss "
+                     f"takes (B,) integer labels), got shape {jnp.shape(labels)}")
   if key is not None:
     check_key(key)
   k_inputs, k_steps = jax.random.split(key) if key is not None else (None, None)
