@@ -73,7 +73,7 @@ for d in DENSITIES:
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = steps
   config.progress_every_seconds = 60.0
   config.model_kwargs.density = d
-  transform = ssvi_mnist1d.ssvi_transform(steps)
+  transform = ssvi_mnist1d.ssvi_transform()  # the harness passes total_steps = num_train_steps
   transform["update_every"] = UPDATE_EVERY
   config.transforms = [] if d == 1.0 else [transform]
   results[d] = train_and_evaluate(config, tempfile.mkdtemp(prefix=f"ssvi_d{d:g}_"))

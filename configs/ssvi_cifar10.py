@@ -41,8 +41,8 @@ def get_config(arm: str = "ssvi"):
   c.optimizer.learning_rate = 0.01
   c.optimizer.kwargs = {"momentum": 0.9, "weight_decay": 5e-4}
   c.optimizer.schedule = "cosine"
-  c.transforms = [{"name": "ssvi", "total_steps": STEPS, "end_step": int(0.75 * STEPS), "update_every": 100,
-                   "drop_fraction": 0.15, "criterion": "snr_abs"}]
+  # total_steps (and end_step = 0.75 of it) follow config.num_train_steps.
+  c.transforms = [{"name": "ssvi", "update_every": 100, "drop_fraction": 0.15, "criterion": "snr_abs"}]
   c.callbacks = [{"name": "bayes_eval", "num_samples": 10, "seed": 0}]
   c.batch_size = 128
   c.num_train_steps = STEPS

@@ -12,8 +12,9 @@ Registers
   Carlo predictive over S weight samples, and the training-FLOP count of the run against dense VI.
 
 The harness calls ``tx.update(grads, opt_state, params)``; that is all ``ssvi`` needs (its topology
-step rewrites parameters through the returned updates, new - old). ``ssvi`` cannot see
-``config.num_train_steps``, so configs pass ``total_steps`` (and ``end_step``) explicitly.
+step rewrites parameters through the returned updates, new - old). The harness passes
+``total_steps=config.num_train_steps`` to ``ssvi`` unless the config entry sets it; ``end_step``
+defaults to 0.75 of it.
 
 References:
   Li et al., "Training Bayesian Neural Networks with Sparse Subspace Variational Inference", ICML 2024,
@@ -118,7 +119,7 @@ def ssvi_transform(tx, *, total_steps: int, end_step: int | None = None, update_
 def _ssvi_settings(config):
   for item in config.transforms:
     if dict(item).get("name") == "ssvi":
-      total = int(item["total_steps"])
+      total = int(item.get("total_steps") or config.num_train_steps)
       end = item.get("end_step") or max(1, int(round(0.75 * total)))
       return int(item.get("update_every", 100)), int(end)
   return None

@@ -94,13 +94,21 @@ class Context:
 
 
 def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
+  """The configured optimizer, its schedule over ``total_steps``, wrapped by ``config.transforms``.
+
+  A transform whose factory takes ``total_steps`` (e.g. ``ssvi``) gets ``total_steps`` unless its
+  config entry sets one, so ``--config.num_train_steps=...`` moves its schedule too.
+  """
   opt = config.optimizer
   lr = make_schedule(opt.schedule, base=opt.learning_rate, total_steps=total_steps,
                      warmup_steps=opt.warmup_steps, boundaries=tuple(opt.boundaries), decay=opt.decay)
   tx = registry.get("optimizer", opt.name)(lr, **dict(opt.kwargs))
   for item in config.transforms:
     item = dict(item)
-    tx = registry.get("transform", item.pop("name"))(tx, **item)
+    factory = registry.get("transform", item.pop("name"))
+    if "total_steps" in inspect.signature(factory).parameters:
+      item.setdefault("total_steps", total_steps)  # the run's steps, unless the config sets its own
+    tx = factory(tx, **item)
   return tx
 
 

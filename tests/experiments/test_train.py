@@ -172,3 +172,24 @@ def test_full_disk_is_a_clear_error_before_training(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match=r"workdir: only .* MiB free .*No space left on device"):
     train_and_evaluate(_tiny(), str(tmp_path / "w"))
   assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+_SEEN_TOTAL_STEPS = []
+
+
+@registry.register("transform", "record_total_steps_for_test")
+def _record_total_steps(tx, *, total_steps: int):
+  _SEEN_TOTAL_STEPS.append(total_steps)
+  return tx
+
+
+def test_transforms_get_the_runs_total_steps_unless_the_config_sets_them(tmp_path):
+  from experiments.train import build_optimizer  # pylint: disable=g-import-not-at-top
+  _SEEN_TOTAL_STEPS.clear()
+  c = _tiny(num_train_steps=7)
+  c.transforms = [{"name": "record_total_steps_for_test"}]
+  train_and_evaluate(c, str(tmp_path))
+  assert _SEEN_TOTAL_STEPS == [7]
+  c.transforms = [{"name": "record_total_steps_for_test", "total_steps": 1000}]
+  build_optimizer(c, c.num_train_steps)
+  assert _SEEN_TOTAL_STEPS == [7, 1000]
