@@ -69,7 +69,6 @@ for d in DENSITIES:
   config = ssvi_mnist1d.get_config()
   steps = ssvi_mnist1d.STEPS_PER_EPOCH * EPOCHS
   config.num_train_steps = steps
-  config.objective_kwargs.num_epochs = EPOCHS
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = steps
   config.progress_every_seconds = 60.0
   config.model_kwargs.density = d

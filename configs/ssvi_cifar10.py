@@ -35,8 +35,8 @@ def get_config(arm: str = "ssvi"):
   c.model = "bayes_resnet18"
   c.model_kwargs = {"density": 0.1, "width": 64, "mu_init_std": 0.01, "sigma_init": (6e-4, 5e-4)}
   c.objective = "vi"
-  c.objective_kwargs = {"num_train": 50_000, "steps_per_epoch": STEPS_PER_EPOCH, "num_epochs": EPOCHS,
-                        "kl_scale": 0.01, "prior_std": 0.005}
+  # num_train (50,000), steps_per_epoch (390) and num_epochs (200) come from the run (experiments.train).
+  c.objective_kwargs = {"kl_scale": 0.01, "prior_std": 0.005}
   c.optimizer.name = "sgd_vi"
   c.optimizer.learning_rate = 0.01
   c.optimizer.kwargs = {"momentum": 0.9, "weight_decay": 5e-4}

@@ -20,7 +20,6 @@ MNIST-1D default) instead of SGD 0.01, and 40 epochs of 31 steps instead of 200.
 from configs import default
 from experiments.claims import Arm, Claim, Expect
 
-NUM_TRAIN = 4000  # MNIST-1D training signals
 STEPS_PER_EPOCH = 31  # 4,000 / batch 128
 EPOCHS = 40
 STEPS = STEPS_PER_EPOCH * EPOCHS
@@ -43,8 +42,8 @@ def get_config(arm: str = "ssvi"):
   c.model_kwargs = {"channels": (32, 64), "hidden": 128, "density": 0.1, "mu_init_std": None,
                     "sigma_init": (6e-4, 5e-4)}
   c.objective = "vi"
-  c.objective_kwargs = {"num_train": NUM_TRAIN, "steps_per_epoch": STEPS_PER_EPOCH, "num_epochs": EPOCHS,
-                        "kl_scale": 0.01, "prior_std": 0.1}
+  # num_train (4,000), steps_per_epoch (31) and num_epochs come from the run (experiments.train).
+  c.objective_kwargs = {"kl_scale": 0.01, "prior_std": 0.1}
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 3e-3
   c.optimizer.schedule = "cosine"

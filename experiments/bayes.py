@@ -77,6 +77,9 @@ def variational(model, batch, *, key, step, num_train: int, steps_per_epoch: int
                 kl_scale: float = 0.01, prior_std: float = 0.005):
   """CE(f(x; theta ~ q), y) + kl_scale / N_train * min(2 epoch / epochs, 1) * KL(q || N(0, s0^2)).
 
+  The harness fills ``num_train``, ``steps_per_epoch`` and ``num_epochs`` from the dataset, the batch
+  size and ``num_train_steps`` unless ``config.objective_kwargs`` sets them.
+
   One local-reparameterisation sample per example (``model(x, train=True, key=key)``); the KL is the
   closed form over the active entries (`jaxdyn.bayes.model_kl`); epochs count from 1
   (`jaxdyn.bayes.kl_warmup`). The paper's values: kl_scale 0.01, prior_std 0.005.

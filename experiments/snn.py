@@ -85,7 +85,8 @@ class TrainStepMemory(Callback):
     c = self.ctx.config
     tx = train.build_optimizer(c, c.num_train_steps)
     objective = registry.get("objective", c.objective)
-    step = train.make_train_step(self.ctx.graphdef, tx, objective, dict(c.objective_kwargs),
+    kwargs = train.objective_kwargs(c, objective, len(self.ctx.dataset.train))
+    step = train.make_train_step(self.ctx.graphdef, tx, objective, kwargs,
                                  nonfinite=c.nonfinite)
     abstract = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype)  # noqa: E731
     state = jax.tree.map(abstract, self.ctx.state)

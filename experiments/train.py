@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import json
 import pathlib
 import time
@@ -110,6 +111,25 @@ def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
       item.setdefault("total_steps", total_steps)  # the run's steps, unless the config sets its own
     tx = factory(tx, **item)
   return tx
+
+
+def objective_kwargs(config, objective, num_train: int) -> dict[str, Any]:
+  """``config.objective_kwargs``, plus what the run determines, for an objective that takes it.
+
+  An objective whose signature has ``num_train`` (training examples), ``steps_per_epoch``
+  (floor(num_train / batch_size), at least 1) or ``num_epochs`` (ceil(num_train_steps /
+  steps_per_epoch)) gets them unless the config sets them, so ``--config.num_train_steps`` or
+  ``--config.batch_size`` overrides keep epoch-based schedules (SSVI's KL warm-up) consistent.
+  """
+  kwargs = dict(config.objective_kwargs)
+  steps_per_epoch = max(1, num_train // config.batch_size)
+  run = {"num_train": num_train, "steps_per_epoch": steps_per_epoch,
+         "num_epochs": math.ceil(config.num_train_steps / steps_per_epoch)}
+  params = inspect.signature(objective).parameters
+  for name, value in run.items():
+    if name in params:
+      kwargs.setdefault(name, value)
+  return kwargs
 
 
 def _all_finite(tree) -> jax.Array:
@@ -246,8 +266,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     callbacks.append(registry.get("callback", item.pop("name"))(ctx, **item))
 
   objective = registry.get("objective", config.objective)
-  train_step = jax.jit(make_train_step(graphdef, tx, objective, dict(config.objective_kwargs),
-                                       nonfinite=config.nonfinite),
+  kwargs = objective_kwargs(config, objective, len(dataset.train))
+  train_step = jax.jit(make_train_step(graphdef, tx, objective, kwargs, nonfinite=config.nonfinite),
                        in_shardings=(state_shardings, data_sharding),
                        out_shardings=(state_shardings, replicated), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(graphdef), out_shardings=replicated)

@@ -193,3 +193,18 @@ def test_transforms_get_the_runs_total_steps_unless_the_config_sets_them(tmp_pat
   c.transforms = [{"name": "record_total_steps_for_test", "total_steps": 1000}]
   build_optimizer(c, c.num_train_steps)
   assert _SEEN_TOTAL_STEPS == [7, 1000]
+
+
+def test_objectives_get_epoch_facts_from_the_run_unless_the_config_sets_them():
+  from experiments.train import objective_kwargs  # pylint: disable=g-import-not-at-top
+
+  def objective(model, batch, *, key, num_train, steps_per_epoch, num_epochs, scale=1.0):
+    del model, batch, key, num_train, steps_per_epoch, num_epochs, scale
+
+  c = _tiny(num_train_steps=100, batch_size=32)
+  c.objective_kwargs = {"scale": 2.0}
+  assert objective_kwargs(c, objective, 1000) == {
+      "scale": 2.0, "num_train": 1000, "steps_per_epoch": 31, "num_epochs": 4}  # 1000 // 32; ceil(100 / 31)
+  c.objective_kwargs = {"num_epochs": 9}
+  assert objective_kwargs(c, objective, 1000)["num_epochs"] == 9
+  assert objective_kwargs(c, lambda model, batch, *, key: None, 1000) == {"num_epochs": 9}
