@@ -26,6 +26,7 @@ from jaxdyn._validation import check_key
 from jaxdyn.models._base import check_positive_int
 from jaxdyn.snn._dropout import fixed_dropout_masks
 from jaxdyn.snn._encoding import check_encoder, encode
+from jaxdyn.snn._lif import LIF
 from jaxdyn.snn._through_time import _check_num_steps, through_time_loss
 
 __all__ = [
@@ -79,6 +80,21 @@ class SpikingClassifier(nnx.Module):
     """Raises a ValueError naming ``x`` unless it is a batch this model accepts (subclasses say which)."""
     if jnp.ndim(x) < 1:
       raise ValueError(f"x: must be a batch with a leading batch axis, got shape {jnp.shape(x)}")
+
+  def _init_spiking(self, *, num_steps: int, encoder: str, dropout_rate: float, tau: float, v_th: float,
+                    reset: str, surrogate: str, alpha: float | None, **positive_ints: int) -> None:
+    """Checks the arguments every spiking model takes (and each of ``positive_ints``, name=value), and
+    sets the shared LIF neuron, ``num_steps``, ``encoder`` and ``dropout_rate``."""
+    for name, value in positive_ints.items():
+      check_positive_int(name, value)
+    _check_num_steps(num_steps)
+    check_encoder(encoder)
+    if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0.0 <= dropout_rate < 1.0:
+      raise ValueError(f"dropout_rate: must be a number in [0, 1), got {dropout_rate!r}")
+    self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
+    self.num_steps = num_steps
+    self.encoder = encoder
+    self.dropout_rate = float(dropout_rate)
 
   def encode(self, x: jax.Array, t: jax.Array, key: jax.Array | None) -> jax.Array:
     """The input at step t under ``self.encoder`` (``key`` is the Poisson encoder's per-call key)."""
@@ -239,19 +255,12 @@ def spiking_loss(
   return loss, aux.outputs / num_steps
 
 
-def check_image_input(x, in_channels: int) -> None:
-  """Raises a ValueError naming ``x`` unless it is an NHWC batch with ``in_channels`` channels."""
-  shape = jnp.shape(x)
-  if len(shape) != 4 or shape[-1] != in_channels:
-    raise ValueError(f"x: must be an NHWC batch (B, H, W, {in_channels}), got shape {shape}")
+class SpikingImageClassifier(SpikingClassifier):
+  """A spiking classifier of NHWC image batches with ``in_channels`` channels (VGG-11, ResNet-18)."""
 
+  in_channels: int
 
-def check_model_args(*, num_steps, encoder, dropout_rate, **positive_ints) -> None:
-  """Checks the arguments every spiking model shares, and each of ``positive_ints`` (name=value)."""
-  for name, value in positive_ints.items():
-    check_positive_int(name, value)
-  _check_num_steps(num_steps)
-  check_encoder(encoder)
-  if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0.0 <= dropout_rate < 1.0:
-    raise ValueError(f"dropout_rate: must be a number in [0, 1), got {dropout_rate!r}")
-
+  def check_input(self, x: jax.Array) -> None:
+    shape = jnp.shape(x)
+    if len(shape) != 4 or shape[-1] != self.in_channels:
+      raise ValueError(f"x: must be an NHWC batch (B, H, W, {self.in_channels}), got shape {shape}")

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 
 from flax import nnx
 
-from jaxdyn.snn._base import SpikingClassifier, check_model_args
-from jaxdyn.snn._lif import LIF
+from jaxdyn.snn._base import SpikingClassifier
 
 __all__ = ["SpikingMLP"]
 
@@ -51,9 +50,9 @@ class SpikingMLP(SpikingClassifier):
                num_steps: int = 6, norm: bool = True, dropout_rate: float = 0.0,
                encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0, reset: str = "soft",
                surrogate: str = "triangle", alpha: float | None = None, rngs: nnx.Rngs):
-    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate,
-                     in_features=in_features, num_classes=num_classes)
-    self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
+    self._init_spiking(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate, tau=tau, v_th=v_th,
+                       reset=reset, surrogate=surrogate, alpha=alpha, in_features=in_features,
+                       num_classes=num_classes)
     self.in_features = in_features
     hidden = tuple(hidden)
     if not hidden or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in hidden):
@@ -62,9 +61,6 @@ class SpikingMLP(SpikingClassifier):
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
     self.norms = nnx.List([nnx.BatchNorm(w, momentum=0.9, epsilon=1e-5, rngs=rngs) for w in hidden]) if norm else None
     self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
-    self.num_steps = num_steps
-    self.encoder = encoder
-    self.dropout_rate = float(dropout_rate)
 
   def check_input(self, x):
     shape = jnp.shape(x)

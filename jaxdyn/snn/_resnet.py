@@ -5,9 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.snn._base import SpikingClassifier, check_image_input, check_model_args
+from jaxdyn.snn._base import SpikingImageClassifier
 from jaxdyn.snn._conv import Conv2d
-from jaxdyn.snn._lif import LIF
 from jaxdyn.snn._vgg import conv_init
 
 __all__ = ["SpikingPreActResNet18"]
@@ -34,7 +33,7 @@ class _PreActBlock(nnx.Module):
     return y, v1, v2
 
 
-class SpikingPreActResNet18(SpikingClassifier):
+class SpikingPreActResNet18(SpikingImageClassifier):
   """Pre-activation spiking ResNet-18: stem conv, 8 pre-activation blocks, BN -> LIF -> pool -> linear.
 
   Blocks (2, 2, 2, 2) at widths w, 2w, 4w, 8w (w = 64), stride 2 at the first block of stages 2-4;
@@ -71,9 +70,9 @@ class SpikingPreActResNet18(SpikingClassifier):
                dropout_rate: float = 0.0, encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0,
                reset: str = "soft", surrogate: str = "triangle", alpha: float | None = None,
                rngs: nnx.Rngs):
-    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate,
-                     in_channels=in_channels, num_classes=num_classes, width=width)
-    self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
+    self._init_spiking(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate, tau=tau, v_th=v_th,
+                       reset=reset, surrogate=surrogate, alpha=alpha, in_channels=in_channels,
+                       num_classes=num_classes, width=width)
     self.in_channels = in_channels
     self.stem = Conv2d(in_channels, width, (3, 3), use_bias=False, kernel_init=conv_init(), rngs=rngs)
     blocks, cin = [], width
@@ -85,12 +84,6 @@ class SpikingPreActResNet18(SpikingClassifier):
     self.blocks = nnx.List(blocks)
     self.bn = nnx.BatchNorm(cin, momentum=0.9, epsilon=1e-5, rngs=rngs)
     self.head = nnx.Linear(cin, num_classes, bias_init=nnx.initializers.zeros, rngs=rngs)
-    self.num_steps = num_steps
-    self.encoder = encoder
-    self.dropout_rate = float(dropout_rate)
-
-  def check_input(self, x):
-    check_image_input(x, self.in_channels)
 
   def step(self, carry, x_t, *, train: bool, masks=None):
     v = (None,) * (2 * len(self.blocks) + 1) if carry is None else carry

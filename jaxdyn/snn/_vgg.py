@@ -5,9 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.snn._base import SpikingClassifier, check_image_input, check_model_args
+from jaxdyn.snn._base import SpikingImageClassifier
 from jaxdyn.snn._conv import Conv2d
-from jaxdyn.snn._lif import LIF
 
 __all__ = ["SpikingVGG11"]
 
@@ -20,7 +19,7 @@ def conv_init():
   return nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-class SpikingVGG11(SpikingClassifier):
+class SpikingVGG11(SpikingImageClassifier):
   """VGG-11 of conv -> per-step BN -> LIF (-> dropout) blocks with 2x2 average pooling.
 
   Stages of 64, 128, 256x2, 512x2, 512x2 channels (times ``width / 64``), each ending in a 2x2 average
@@ -56,9 +55,9 @@ class SpikingVGG11(SpikingClassifier):
                dropout_rate: float = 0.0, encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0,
                reset: str = "soft", surrogate: str = "triangle", alpha: float | None = None,
                rngs: nnx.Rngs):
-    check_model_args(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate,
-                     in_channels=in_channels, num_classes=num_classes, width=width)
-    self.lif = LIF(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
+    self._init_spiking(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate, tau=tau, v_th=v_th,
+                       reset=reset, surrogate=surrogate, alpha=alpha, in_channels=in_channels,
+                       num_classes=num_classes, width=width)
     self.in_channels = in_channels
     convs, norms, stage_ends = [], [], []
     cin = in_channels
@@ -73,12 +72,6 @@ class SpikingVGG11(SpikingClassifier):
     self.convs, self.norms = nnx.List(convs), nnx.List(norms)
     self.head = nnx.Linear(cin, num_classes, kernel_init=nnx.initializers.normal(0.01),
                            bias_init=nnx.initializers.zeros, rngs=rngs)
-    self.num_steps = num_steps
-    self.encoder = encoder
-    self.dropout_rate = float(dropout_rate)
-
-  def check_input(self, x):
-    check_image_input(x, self.in_channels)
 
   def step(self, carry, x_t, *, train: bool, masks=None):
     h = x_t
