@@ -61,9 +61,9 @@ class LayerCost:
   def __post_init__(self):
     if self.kind not in KINDS:
       raise ValueError(f"kind: must be one of {list(KINDS)}, got {self.kind!r}")
-    _validation.check_int(self.num_weights, "num_weights", lower=1)
-    _validation.check_int(self.num_active, "num_active", lower=0)
-    _validation.check_int(self.positions, "positions", lower=1)
+    _validation.check_int("num_weights", self.num_weights, lower=1)
+    _validation.check_int("num_active", self.num_active, lower=0)
+    _validation.check_int("positions", self.positions, lower=1)
     if not 0 <= self.num_active <= self.num_weights:
       raise ValueError(f"num_active: must be in [0, num_weights={self.num_weights}], got {self.num_active}")
     if self.positions < 1:
@@ -118,9 +118,9 @@ def layer_costs(model, example_input: jax.Array, **call_kwargs) -> list[LayerCos
 
 def topology_update_count(num_steps: int, *, update_every: int, end_step: int) -> int:
   """Number of iterations t in 1..num_steps with t % update_every == 0 and t < end_step."""
-  num_steps = _validation.check_int(num_steps, "num_steps", lower=0)
-  update_every = _validation.check_int(update_every, "update_every", lower=1)
-  end_step = _validation.check_int(end_step, "end_step", lower=0)
+  num_steps = _validation.check_int("num_steps", num_steps, lower=0)
+  update_every = _validation.check_int("update_every", update_every, lower=1)
+  end_step = _validation.check_int("end_step", end_step, lower=0)
   last = min(num_steps, end_step - 1)
   return max(0, last // update_every)
 
@@ -157,9 +157,9 @@ def training_flops(layers: Sequence[LayerCost], *, num_steps: int, batch_size: i
   References:
     Li et al., ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
   """
-  num_steps = _validation.check_int(num_steps, "num_steps", lower=1)
-  batch_size = _validation.check_int(batch_size, "batch_size", lower=1)
-  topology_steps = _validation.check_int(topology_steps, "topology_steps", lower=0)
+  num_steps = _validation.check_int("num_steps", num_steps, lower=1)
+  batch_size = _validation.check_int("batch_size", batch_size, lower=1)
+  topology_steps = _validation.check_int("topology_steps", topology_steps, lower=0)
   layers = list(layers)
   if not layers or not all(isinstance(layer, LayerCost) for layer in layers):
     raise ValueError(f"layers: must be a non-empty sequence of LayerCost (from layer_costs), got {layers!r}")

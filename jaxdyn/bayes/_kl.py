@@ -51,7 +51,7 @@ def gaussian_kl(mu: ArrayLike, sigma: ArrayLike, *, prior_std: float,
     ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
   """
   s0 = _check_positive("prior_std", prior_std)
-  _validation.check_nonnegative(sigma, "sigma")
+  _validation.check_nonnegative("sigma", sigma)
   mu = jnp.asarray(mu, dtype=jnp.result_type(mu, sigma, jnp.float32))
   sigma = jnp.asarray(sigma, dtype=mu.dtype)
   try:

@@ -68,10 +68,10 @@ def random_mask(key: jax.Array, shape: Sequence[int], density: float) -> jax.Arr
     Li et al., ICML 2024, https://arxiv.org/abs/2402.11025 (random initial mask per layer);
     code https://github.com/ljb121002/SSVI.
   """
-  _validation.check_key(key)
+  _validation.check_key("key", key)
   shape = tuple(shape)
   for s in shape:
-    _validation.check_int(s, "shape", lower=1)
+    _validation.check_int("shape", s, lower=1)
   size = 1
   for s in shape:
     size *= s
@@ -84,7 +84,7 @@ def rho_from_std(sigma: ArrayLike) -> jax.Array:
 
   Concrete ``sigma`` must be > 0 everywhere (checked; under `jit` the values are not checked).
   """
-  _validation.check_nonnegative(sigma, "sigma", strict=True)
+  _validation.check_nonnegative("sigma", sigma, strict=True)
   sigma = jnp.asarray(sigma)
   return sigma + jnp.log(-jnp.expm1(-sigma))
 

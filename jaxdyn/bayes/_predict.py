@@ -40,7 +40,7 @@ def mc_predictive(apply_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.
     Li et al., ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI
     (its evaluation averages the softmax of S weight samples).
   """
-  _validation.check_key(key)
+  _validation.check_key("key", key)
   if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
     raise ValueError(f"num_samples: must be an int >= 1, got {num_samples!r}")
   keys = jax.random.split(key, num_samples)

@@ -58,7 +58,7 @@ def folded_normal_moments(mu: ArrayLike, sigma: ArrayLike) -> tuple[jax.Array, j
     Li et al., "Training Bayesian Neural Networks with Sparse Subspace Variational Inference",
     ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
   """
-  _validation.check_nonnegative(sigma, "sigma")
+  _validation.check_nonnegative("sigma", sigma)
   mu = jnp.abs(jnp.asarray(mu, dtype=jnp.result_type(mu, sigma, jnp.float32)))
   sigma = jnp.asarray(sigma, dtype=mu.dtype)
   positive = sigma > 0
@@ -101,7 +101,7 @@ def removal_score(mu: ArrayLike, sigma: ArrayLike, *, criterion: str = "snr_abs"
     code https://github.com/ljb121002/SSVI (the default follows both).
   """
   check_criterion(criterion)
-  _validation.check_nonnegative(sigma, "sigma")
+  _validation.check_nonnegative("sigma", sigma)
   mu = jnp.asarray(mu, dtype=jnp.result_type(mu, sigma, jnp.float32))
   sigma = jnp.asarray(sigma, dtype=mu.dtype)
   abs_mu = jnp.abs(mu)

@@ -25,9 +25,9 @@ def _check_labels(logits: jax.Array, labels: ArrayLike) -> jax.Array:
   """Validates integer class ids or soft labels against `logits`; returns them as an array."""
   labels = jnp.asarray(labels)
   if jnp.issubdtype(labels.dtype, jnp.integer):
-    _validation.check_integer_labels(labels, logits)
+    _validation.check_labels_for_logits("labels", labels, logits)
   elif jnp.issubdtype(labels.dtype, jnp.floating):
-    _validation.check_soft_labels(labels, logits)
+    _validation.check_soft_labels("labels", labels, logits)
   else:
     raise ValueError(
         f"`labels` must be integer class ids or floating per-class probabilities, got dtype "
@@ -110,7 +110,7 @@ def label_smoothing_loss(
     NeurIPS 2019, https://arxiv.org/abs/1906.02629. A RankMixup baseline (Noh et al., ICCV 2023,
     https://arxiv.org/abs/2308.11990; https://github.com/cvlab-yonsei/RankMixup).
   """
-  _validation.check_real(smoothing, "smoothing", lower=0.0, strict=False)
+  _validation.check_real("smoothing", smoothing, lower=0.0)
   if _validation.is_concrete(smoothing) and not float(smoothing) < 1.0:
     raise ValueError(f"`smoothing` must be in [0, 1), got {smoothing!r}.")
   logits = _logits(logits)
@@ -149,7 +149,7 @@ def focal_loss(*, logits: ArrayLike, labels: ArrayLike, gamma: float = 3.0) -> j
     Focal Loss", NeurIPS 2020, https://arxiv.org/abs/2002.09437. A RankMixup baseline (Noh et al.,
     ICCV 2023, https://arxiv.org/abs/2308.11990; https://github.com/cvlab-yonsei/RankMixup).
   """
-  _validation.check_real(gamma, "gamma", lower=0.0, strict=False)
+  _validation.check_real("gamma", gamma, lower=0.0)
   logits = _logits(logits)
   return _focal(logits, _check_labels(logits, labels), gamma)
 
@@ -194,5 +194,5 @@ def mixup_cross_entropy_loss(*, logits: ArrayLike, labels: ArrayLike) -> jax.Arr
   """
   logits = _logits(logits)
   labels = jnp.asarray(labels)
-  _validation.check_soft_labels(labels, logits)
+  _validation.check_soft_labels("labels", labels, logits)
   return cross_entropy_loss(logits=logits, labels=labels)

@@ -40,13 +40,13 @@ __all__ = [
 def _validate(logits: ArrayLike, labels: ArrayLike, num_bins: int | None = None):
   logits = jnp.asarray(logits)
   labels = jnp.asarray(labels)
-  _validation.check_ndim(logits, 2, "logits")
+  _validation.check_ndim("logits", logits, 2)
   if logits.shape[0] < 1 or logits.shape[1] < 1:
     raise ValueError(
         f"`logits` must have shape (N, K) with N >= 1 and K >= 1, got {logits.shape}.")
-  _validation.check_integer_labels(labels, logits)
+  _validation.check_labels_for_logits("labels", labels, logits)
   if num_bins is not None:
-    _validation.check_int(num_bins, "num_bins", lower=1)
+    _validation.check_int("num_bins", num_bins, lower=1)
   if not jnp.issubdtype(logits.dtype, jnp.floating):
     logits = logits.astype(jnp.float32)
   return logits, labels

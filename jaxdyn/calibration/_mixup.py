@@ -106,10 +106,10 @@ def sample_mixup(
     Noh et al., "RankMixup: Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
-  num_mixes = _validation.check_int(num_mixes, "num_mixes", lower=1)
-  _validation.check_real(alpha, "alpha", lower=0.0, strict=True)
+  num_mixes = _validation.check_int("num_mixes", num_mixes, lower=1)
+  _validation.check_real("alpha", alpha, lower=0.0, lower_open=True)
   labels = jnp.asarray(labels)
-  _validation.check_ndim(labels, 2, "labels")
+  _validation.check_ndim("labels", labels, 2)
   if not jnp.issubdtype(labels.dtype, jnp.floating):
     raise ValueError(
         f"`labels` must be floating (B, num_classes) one-hot or soft labels, got dtype "

@@ -34,8 +34,8 @@ def _prepare(logits: ArrayLike, mixed_logits: ArrayLike, mixed_labels: ArrayLike
   logits = jnp.asarray(logits)
   mixed_logits = jnp.asarray(mixed_logits)
   mixed_labels = jnp.asarray(mixed_labels)
-  _validation.check_ndim(logits, 2, "logits")
-  _validation.check_ndim(mixed_logits, (2, 3), "mixed_logits")
+  _validation.check_ndim("logits", logits, 2)
+  _validation.check_ndim("mixed_logits", mixed_logits, (2, 3))
   if mixed_logits.ndim == 2:  # A single mix (M = 1) given without its leading axis.
     mixed_logits = mixed_logits[None]
     mixed_labels = mixed_labels[None] if mixed_labels.ndim == 2 else mixed_labels
@@ -43,7 +43,7 @@ def _prepare(logits: ArrayLike, mixed_logits: ArrayLike, mixed_labels: ArrayLike
     raise ValueError(
         f"`mixed_logits` must have shape (M, B, K) or (B, K) with (B, K) = logits.shape = "
         f"{logits.shape}, got {mixed_logits.shape}.")
-  _validation.check_soft_labels(mixed_labels, mixed_logits, "mixed_labels")
+  _validation.check_soft_labels("mixed_labels", mixed_labels, mixed_logits)
   return logits, mixed_logits, mixed_labels
 
 
@@ -100,7 +100,7 @@ def mrl_loss(
     Noh et al., "RankMixup: Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
-  _validation.check_real(margin, "margin", lower=0.0, strict=False)
+  _validation.check_real("margin", margin, lower=0.0)
   if space not in _SPACES:
     raise ValueError(f"`space` must be one of {_SPACES}, got {space!r}.")
   logits, mixed_logits, mixed_labels = _prepare(logits, mixed_logits, mixed_labels)
@@ -230,8 +230,8 @@ def rankmixup_loss(
     Noh et al., "RankMixup: Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
-  _validation.check_real(alpha, "alpha", lower=0.0, strict=True)
-  _validation.check_real(margin, "margin", lower=0.0, strict=False)
+  _validation.check_real("alpha", alpha, lower=0.0, lower_open=True)
+  _validation.check_real("margin", margin, lower=0.0)
   if method not in _METHODS:
     raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
   ce = _losses.cross_entropy_loss(logits=logits, labels=labels)

@@ -33,7 +33,7 @@ def apply_temperature(logits: ArrayLike, temperature: ArrayLike) -> jax.Array:
     https://arxiv.org/abs/1706.04599. The post-hoc baseline of Noh et al., "RankMixup", ICCV 2023,
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
-  _validation.check_real(temperature, "temperature", lower=0.0, strict=True)
+  _validation.check_real("temperature", temperature, lower=0.0, lower_open=True)
   logits = jnp.asarray(logits)
   if not jnp.issubdtype(logits.dtype, jnp.floating):
     logits = logits.astype(jnp.float32)
@@ -102,11 +102,11 @@ def fit_temperature(
   """
   logits = jnp.asarray(logits)
   labels = jnp.asarray(labels)
-  _validation.check_ndim(logits, 2, "logits")
+  _validation.check_ndim("logits", logits, 2)
   if logits.shape[0] < 1:
     raise ValueError(f"`logits` must have shape (N, K) with N >= 1, got {logits.shape}.")
-  _validation.check_integer_labels(labels, logits)
-  num_iters = _validation.check_int(num_iters, "num_iters", lower=1)
+  _validation.check_labels_for_logits("labels", labels, logits)
+  num_iters = _validation.check_int("num_iters", num_iters, lower=1)
   try:
     t_min, t_max = (float(b) for b in bounds)
   except (TypeError, ValueError) as e:

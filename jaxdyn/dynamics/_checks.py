@@ -51,4 +51,4 @@ def check_points(name: str, Z, *, min_points: int = 2) -> jax.Array:
 def check_key(key, *, why: str) -> jax.Array:
   """Raises a ValueError naming ``key`` when it is None but randomness is needed, a TypeError when
   it is not a `jax.random` key."""
-  return _validation.check_key(key, why=f" {why}")
+  return _validation.check_key("key", key, why=f" {why}")

@@ -244,7 +244,7 @@ def spiking_loss(
     raise ValueError(f"labels: need a leading batch axis B = x.shape[0] = {x.shape[0]} (the default loss "
                      f"takes (B,) integer labels), got shape {jnp.shape(labels)}")
   if key is not None:
-    check_key(key)
+    check_key("key", key)
   k_inputs, k_steps = jax.random.split(key) if key is not None else (None, None)
   inputs = model.step_inputs(x, train=True, key=k_inputs)
   graphdef, params, state = nnx.split(model, nnx.Param, ...)

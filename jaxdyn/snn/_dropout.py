@@ -41,7 +41,7 @@ def fixed_dropout_masks(key: jax.Array, like: Any, rate: float) -> Any:
     raise ValueError(f"rate: must be a number in [0, 1), got {rate!r}")
   if rate == 0.0:
     return None
-  _validation.check_key(key)
+  _validation.check_key("key", key)
   leaves, treedef = jax.tree.flatten(like)
   keys = jax.random.split(key, max(len(leaves), 1))
   masks = [

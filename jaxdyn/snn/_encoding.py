@@ -73,7 +73,7 @@ def poisson_encode(key: jax.Array, x: ArrayLike, t: ArrayLike) -> jax.Array:
   References:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311.
   """
-  _validation.check_key(key)
+  _validation.check_key("key", key)
   x = jnp.asarray(x)
   dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
   p = jnp.clip(x.astype(dtype), 0.0, 1.0)

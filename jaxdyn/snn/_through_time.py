@@ -82,7 +82,7 @@ def sltt_step_loss(*, logits: jax.Array, labels: jax.Array, lam_l: float = 0.05,
   lam_l = _check_lam_l(lam_l)
   if jnp.ndim(logits) != 2:
     raise ValueError(f"logits: must be (B, C), got shape {jnp.shape(logits)}")
-  _validation.check_integer_labels(labels, logits)
+  _validation.check_labels_for_logits("labels", labels, logits)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   if lam_l == 0.0:
     return ce
@@ -131,7 +131,7 @@ def sample_steps(key: jax.Array, num_steps: int, k: int) -> jax.Array:
   """
   num_steps = _check_num_steps(num_steps)
   k = _check_k(k, num_steps)
-  _validation.check_key(key)
+  _validation.check_key("key", key)
   chosen = jax.random.permutation(key, num_steps)[:k]
   return jnp.zeros((num_steps,), bool).at[chosen].set(True)
 
