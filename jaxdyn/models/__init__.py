@@ -1,6 +1,6 @@
 """Reference models (Flax NNX). Each maps inputs to logits and, on request, penultimate features."""
 
-from jaxdyn.models._base import Classifier
+from jaxdyn.models._base import Classifier, HeadSplit, Model, is_training
 from jaxdyn.models._cnn import CNN
 from jaxdyn.models._mlp import MLP
 from jaxdyn.models._registry import MODELS, create_model, register_model
@@ -10,6 +10,9 @@ from jaxdyn.models._vit import ViT
 __all__ = [
     "CNN",
     "Classifier",
+    "HeadSplit",
+    "Model",
+    "is_training",
     "MLP",
     "MODELS",
     "ResNet",

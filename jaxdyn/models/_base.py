@@ -1,35 +1,90 @@
-"""The interface every jaxdyn reference model shares."""
+"""The model contract every jaxdyn model follows, and the shared training-mode switch.
+
+The contract is written as `typing.Protocol`s (as optax writes ``GradientTransformation``), so a
+harness or a technique can check a model before anything compiles:
+
+- `Model`: ``model(x, *, train=None, key=None, return_features=False)`` gives logits, and the
+  penultimate features on request.
+- `HeadSplit`: also ``features(x, *, train=None, key=None)`` (the trunk up to the penultimate layer),
+  ``head`` (the final layer, a module) and ``apply_head(h, *, train=None, key=None)``; techniques
+  that act on the head alone (multi-sample dropout) or read the representation (DSE) need it. A
+  model that cannot be split at its head (a spiking network, whose output is a mean over time
+  steps) simply does not provide ``features``/``apply_head``.
+
+Training mode, as in Flax NNX: ``model.train()`` and ``model.eval()`` switch every jaxdyn model
+(and NNX's own submodules) between training and inference; an explicit ``train=`` argument of a
+call overrides the mode. Unlike ``nnx.Dropout``, which starts in training mode, jaxdyn models start
+in inference mode, so ``model(x)`` always evaluates (no dropout, BatchNorm running statistics).
+"""
 
 from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdyn import _validation
+
+
+@runtime_checkable
+class Model(Protocol):
+  """A classifier: inputs to logits (and penultimate features with ``return_features=True``)."""
+
+  def __call__(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None,
+               return_features: bool = False) -> Any:
+    ...
+
+
+@runtime_checkable
+class HeadSplit(Protocol):
+  """A `Model` that can be split at its head: ``apply_head(features(x)) == model(x)``."""
+
+  head: Any
+
+  def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
+    ...
+
+  def apply_head(self, h: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
+    ...
+
+
+def is_training(module: Any, train: bool | None) -> bool:
+  """The mode a call runs in: ``train`` when given, else the module's NNX mode.
+
+  ``model.train()`` / ``model.eval()`` set the ``deterministic`` attribute of every submodule that
+  has one (`nnx.Module.set_attributes`); jaxdyn models declare it, defaulting to inference.
+  """
+  if train is None:
+    return not getattr(module, "deterministic", True)
+  return bool(train)
+
 
 class Classifier(nnx.Module):
-  """A trunk that maps inputs to penultimate features, then dropout and a linear head.
+  """A trunk that maps inputs to penultimate features, then dropout and a linear head (`HeadSplit`).
 
   Subclasses implement :meth:`features`; the head is ``self.head`` (an ``nnx.Linear``) and the dropout
   before it has rate ``self.dropout_rate``. Splitting the model at the penultimate layer is what lets
   techniques act on the head alone (multi-sample dropout) or read the representation (DSE/DSMI).
 
   Call it as ``model(x, train=..., key=..., return_features=...)``. Dropout is drawn from the raw
-  ``jax.random`` key ``key`` (required when ``train`` and the rate is positive), so a model can be
-  merged inside a jitted step without carrying an ``nnx.Rngs`` across traces.
+  ``jax.random`` key ``key`` (required in training when the rate is positive), so a model can be
+  merged inside a jitted step without carrying an ``nnx.Rngs`` across traces. ``train=None`` (the
+  default) follows ``model.train()`` / ``model.eval()``; a new model is in inference mode.
   """
 
   head: nnx.Linear
   dropout_rate: float = 0.0
+  deterministic: bool = True  # NNX's mode attribute: model.train() sets False, model.eval() True
 
-  def features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+  def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
     raise NotImplementedError
 
-  def apply_head(self, h: jax.Array, *, train: bool = False, key: jax.Array | None = None) -> jax.Array:
+  def apply_head(self, h: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
     """Dropout (in training) then the linear head, on penultimate features ``h``."""
-    if train and self.dropout_rate > 0.0:
-      if key is None:
-        raise ValueError("key: a jax.random key is required when train=True and dropout_rate > 0")
+    if is_training(self, train) and self.dropout_rate > 0.0:
+      _validation.check_key("key", key, why=" in training with dropout_rate > 0")
       keep = jax.random.bernoulli(key, 1.0 - self.dropout_rate, h.shape)
       h = jnp.where(keep, h / (1.0 - self.dropout_rate), 0.0)
     return self.head(h)
@@ -38,22 +93,19 @@ class Classifier(nnx.Module):
       self,
       x: jax.Array,
       *,
-      train: bool = False,
+      train: bool | None = None,
       key: jax.Array | None = None,
       return_features: bool = False,
   ):
+    train = is_training(self, train)
     h = self.features(x, train=train)
     logits = self.apply_head(h, train=train, key=key)
     return (logits, h) if return_features else logits
 
 
 def check_rate(name: str, rate: float) -> float:
-  if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-    raise ValueError(f"{name}: must be a float in [0, 1), got {rate!r}")
-  return float(rate)
+  return _validation.check_rate(name, rate)
 
 
 def check_positive_int(name: str, value) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-  return value
+  return _validation.check_int(name, value, lower=1)

@@ -52,8 +52,8 @@ class CNN(Classifier):
     self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
     self.dropout_rate = check_rate("dropout_rate", dropout_rate)
 
-  def features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    del train
+  def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
+    del train, key  # no dropout or normalisation statistics in the trunk
     if x.ndim == self.spatial_dims + 1:
       x = x[..., None]
     window = (2,) * self.spatial_dims

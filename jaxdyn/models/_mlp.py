@@ -41,8 +41,8 @@ class MLP(Classifier):
     self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
     self.dropout_rate = check_rate("dropout_rate", dropout_rate)
 
-  def features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    del train
+  def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
+    del train, key  # no dropout or normalisation statistics in the trunk
     h = x.reshape(x.shape[0], -1)
     for layer in self.layers:
       h = nnx.relu(layer(h))

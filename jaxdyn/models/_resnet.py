@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.models._base import Classifier, check_positive_int, check_rate
+from jaxdyn.models._base import Classifier, check_positive_int, check_rate, is_training
 
 
 class _BasicBlock(nnx.Module):
@@ -107,7 +107,9 @@ class ResNet(Classifier):
     self.head = nnx.Linear(cin, num_classes, rngs=rngs)
     self.dropout_rate = check_rate("dropout_rate", dropout_rate)
 
-  def features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+  def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
+    del key  # no dropout in the trunk
+    train = is_training(self, train)
     x = nnx.relu(self.stem_bn(self.stem(x), use_running_average=not train))
     for b in self.blocks:
       x = b(x, train=train)

@@ -75,8 +75,8 @@ class ViT(Classifier):
     self.head = nnx.Linear(dim, num_classes, rngs=rngs)
     self.dropout_rate = check_rate("dropout_rate", dropout_rate)
 
-  def features(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    del train
+  def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
+    del train, key  # no dropout or normalisation statistics in the trunk
     t = self.patch(x)
     b = t.shape[0]
     t = t.reshape(b, -1, t.shape[-1])
