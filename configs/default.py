@@ -28,8 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
       "decay": 0.1,
       "kwargs": ml_collections.ConfigDict(),
   })
-  c.transforms = []  # [{"name": "clip_by_global_norm", "max_norm": 2.0}, ...]
-  c.callbacks = []  # [{"name": ..., **kwargs}, ...]
+  c.transforms = ()  # ({"name": "clip_by_global_norm", "max_norm": 2.0}, ...) or ("name", ...)
+  c.callbacks = ()  # ({"name": ..., **kwargs}, ...) or ("name", ...)
   c.batch_size = 128
   c.eval_batch_size = 512
   c.num_train_steps = 3000

@@ -7,9 +7,9 @@
     make repro CLAIM=dsmi_zy_true_vs_random_labels
 
 An MLP (40 -> 256 -> 256 -> 10; the 256 penultimate features are Z), Adam 1e-3 constant, batch 128,
-15 epochs of 31 steps. The ``dse`` callback (experiments/dynamics.py) measures DSE(Z), DSMI(Z; Y) and
+15 epochs of 31 steps. The ``dse`` callback (experiments/techniques/dynamics/__init__.py) measures DSE(Z), DSMI(Z; Y) and
 DSMI(Z; X) on a fixed probe of 500 eval examples at step 0 and every 3 epochs, on RMS-normalised
-features with one fixed sigma = 0.5 (chosen before any run; see experiments/dynamics.py for why Z is
+features with one fixed sigma = 0.5 (chosen before any run; see experiments/techniques/dynamics/__init__.py for why Z is
 normalised). The random-labels arm trains on ``mnist1d_random_labels`` (train labels permuted with a
 fixed seed); its probe is the same eval data with true labels, so DSMI(Z; Y) asks whether the
 representation of held-out inputs carries label information.
@@ -42,8 +42,8 @@ def get_config():
   c.log_every_steps = STEPS_PER_EPOCH
   c.eval_every_steps = STEPS_PER_EPOCH * MEASURE_EVERY_EPOCHS
   c.checkpoint_every_steps = STEPS_PER_EPOCH * EPOCHS
-  c.callbacks = [{"name": "dse", "every_steps": STEPS_PER_EPOCH * MEASURE_EVERY_EPOCHS,
-                  "probe_size": PROBE_SIZE, "sigma": SIGMA, "t": 1, "normalize": "rms"}]
+  c.callbacks = ({"name": "dse", "every_steps": STEPS_PER_EPOCH * MEASURE_EVERY_EPOCHS,
+                  "probe_size": PROBE_SIZE, "sigma": SIGMA, "t": 1, "normalize": "rms"},)
   return c
 
 

@@ -4,7 +4,7 @@
     make repro CLAIM=dse_more_noise_resistant_than_shannon
 
 ``get_config()`` is an ordinary training config (the ``dse`` callback on the ``synthetic``
-classification dataset); the claims use ``get_synthetic_config()``. They are not training runs: each passes ``runner=experiments.dynamics.synthetic_runner``, which draws
+classification dataset); the claims use ``get_synthetic_config()``. They are not training runs: each passes ``runner=experiments.techniques.dynamics.synthetic.synthetic_runner``, which draws
 N = 1,000 points uniform in [-1, 1]^d, maps them into R^20 by a seeded random orthonormal basis, adds
 Gaussian noise of std 0, 0.05, 0.1, 0.2 in all 20 dimensions, and computes DSE (exact, sigma = 1.0,
 the per-axis half-width of the cube, t = 1) and the Shannon entropy of the embeddings binned 2 per
@@ -18,7 +18,7 @@ import ml_collections
 
 from configs import default
 from experiments.claims import Arm, Claim, Expect
-from experiments.dynamics import synthetic_runner
+from experiments.techniques.dynamics.synthetic import synthetic_runner
 
 DIMS = (1, 2, 4, 8)
 NOISE_STDS = (0.0, 0.05, 0.1, 0.2)
@@ -36,7 +36,7 @@ def get_config():
   c.model_kwargs = {"hidden": (128, 128), "dropout_rate": 0.0}
   c.num_train_steps = 500
   c.eval_every_steps = 100
-  c.callbacks = [{"name": "dse", "every_steps": 100, "probe_size": 500, "sigma": 0.5}]
+  c.callbacks = ({"name": "dse", "every_steps": 100, "probe_size": 500, "sigma": 0.5},)
   return c
 
 

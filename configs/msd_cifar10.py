@@ -11,24 +11,13 @@ augmentation (4-pixel padded random crop, horizontal flip: ``augment="crop_flip"
 the 2-core CPU machines; meant for a GPU or TPU.
 """
 
-from configs import default
+from configs import _cifar10
 
 
 def get_config():
-  c = default.get_config()
-  c.dataset = "tfds:cifar10"
-  c.augment = "crop_flip"
-  c.model = "resnet18"
+  c = _cifar10.get_config(model="resnet18", steps_per_epoch=390, epochs=200, learning_rate=0.1,
+                          weight_decay=5e-4)
   c.model_kwargs = {"dropout_rate": 0.0}
   c.objective = "msd"
   c.objective_kwargs = {"num_samples": 8, "rate": 0.5}
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.kwargs = {"momentum": 0.9, "weight_decay": 5e-4}
-  c.optimizer.schedule = "cosine"
-  c.batch_size = 128
-  c.num_train_steps = 390 * 200
-  c.log_every_steps = 100
-  c.eval_every_steps = 390 * 5
-  c.checkpoint_every_steps = 390 * 5
   return c

@@ -24,38 +24,26 @@ Noh et al., "RankMixup: Ranking-Based Mixup Training for Network Calibration", I
 https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
 """
 
-from configs import default
+from configs import _cifar10
 
-TRAIN_SIZE = 50_000
 BATCH_SIZE = 128
 EPOCHS = 200
+STEPS_PER_EPOCH = _cifar10.TRAIN_SIZE / BATCH_SIZE  # the harness streams batches: 390.6 steps an epoch
 
 
 def epochs_to_steps(epochs: int) -> int:
-  """The harness streams batches across epoch boundaries: an epoch is 50,000 / 128 = 390.6 steps."""
-  return epochs * TRAIN_SIZE // BATCH_SIZE
+  return int(epochs * STEPS_PER_EPOCH)
 
 
 def get_config():
-  c = default.get_config()
-  c.dataset = "tfds:cifar10"
-  c.augment = "crop_flip"
-  c.model = "resnet50"
+  c = _cifar10.get_config(model="resnet50", steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS, learning_rate=0.1,
+                          weight_decay=5e-4, schedule="piecewise", batch_size=BATCH_SIZE)
   c.model_kwargs = {"dropout_rate": 0.0}
   c.objective = "rankmixup"
   c.objective_kwargs = {"method": "mndcg", "alpha": 0.1, "mixup_alpha": 2.0, "num_mixes": 3,
                         "margin": 2.0, "official_compat": False}
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.kwargs = {"momentum": 0.9, "weight_decay": 5e-4}
-  c.optimizer.schedule = "piecewise"
   c.optimizer.boundaries = (epochs_to_steps(80), epochs_to_steps(120))  # 31,250 and 46,875
   c.optimizer.decay = 0.1
-  c.transforms = [{"name": "clip_by_global_norm", "max_norm": 2.0}]
-  c.callbacks = [{"name": "calibration", "num_bins": 15}]
-  c.batch_size = BATCH_SIZE
-  c.num_train_steps = epochs_to_steps(EPOCHS)  # 78,125
-  c.log_every_steps = 100
-  c.eval_every_steps = epochs_to_steps(5)
-  c.checkpoint_every_steps = epochs_to_steps(5)
+  c.transforms = ({"name": "clip_by_global_norm", "max_norm": 2.0},)
+  c.callbacks = ({"name": "calibration", "num_bins": 15},)
   return c

@@ -48,7 +48,7 @@ def get_config():
   c.log_every_steps = 50
   c.eval_every_steps = 250
   c.checkpoint_every_steps = NUM_STEPS
-  c.callbacks = [{"name": "calibration", "num_bins": 15}]
+  c.callbacks = ({"name": "calibration", "num_bins": 15},)
   return c
 
 

@@ -19,29 +19,18 @@ train step's XLA memory in results.json.
 
 from ml_collections import config_dict
 
-from configs import default
+from configs import _cifar10
 
 STEPS_PER_EPOCH = 391  # 50,000 / 128, rounded up (the authors keep the last partial batch)
 EPOCHS = 200
 
 
 def get_config():
-  c = default.get_config()
-  c.dataset = "tfds:cifar10"
-  c.augment = "crop_flip"
-  c.model = "spiking_resnet18"
+  c = _cifar10.get_config(model="spiking_resnet18", steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS,
+                          learning_rate=0.1, weight_decay=5e-5)
   c.model_kwargs = {"num_steps": 6, "width": 64, "dropout_rate": 0.0, "tau": 1.1, "surrogate": "triangle"}
   c.objective = "sltt"
   # k: SLTT-K's K (an int with mode="sltt_k", else None); a typed placeholder so the flag can set it.
   c.objective_kwargs = {"mode": "sltt", "k": config_dict.placeholder(int), "lam_l": 0.05}
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.kwargs = {"momentum": 0.9, "weight_decay": 5e-5}
-  c.optimizer.schedule = "cosine"
-  c.batch_size = 128
   c.eval_batch_size = 500
-  c.num_train_steps = STEPS_PER_EPOCH * EPOCHS
-  c.log_every_steps = 100
-  c.eval_every_steps = STEPS_PER_EPOCH * 5
-  c.checkpoint_every_steps = STEPS_PER_EPOCH * 5
   return c

@@ -38,7 +38,7 @@ def get_config():
   c.log_every_steps = STEPS_PER_EPOCH
   c.eval_every_steps = STEPS_PER_EPOCH * 2
   c.checkpoint_every_steps = STEPS_PER_EPOCH * 20
-  c.callbacks = [{"name": "train_step_memory"}]
+  c.callbacks = ("train_step_memory",)
   return c
 
 

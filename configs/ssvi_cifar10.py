@@ -18,38 +18,26 @@ while ``bayes_eval`` reports the usual 15-bin ECE. Far too slow for the 2-core C
 masked dense execution costs dense time); meant for a GPU.
 """
 
-from configs import default
+from configs import _cifar10
 
 STEPS_PER_EPOCH = 390  # 50,000 / 128 (the harness streams batches across epochs; 390 steps = an epoch)
 EPOCHS = 200
-STEPS = STEPS_PER_EPOCH * EPOCHS
 
 
 def get_config(arm: str = "ssvi"):
   """The SSVI config; ``arm="dense"`` (``--config=<this file>:dense``) gives dense VI instead."""
   if arm not in ("ssvi", "dense", ""):
     raise ValueError(f"arm: must be 'ssvi' or 'dense', got {arm!r}")
-  c = default.get_config()
-  c.dataset = "tfds:cifar10"
-  c.augment = "crop_flip"
-  c.model = "bayes_resnet18"
+  c = _cifar10.get_config(model="bayes_resnet18", steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS,
+                          learning_rate=0.01, weight_decay=5e-4, optimizer="sgd_vi")
   c.model_kwargs = {"density": 0.1, "width": 64, "mu_init_std": 0.01, "sigma_init": (6e-4, 5e-4)}
   c.objective = "vi"
   # num_train (50,000), steps_per_epoch (390) and num_epochs (200) come from the run (experiments.train).
   c.objective_kwargs = {"kl_scale": 0.01, "prior_std": 0.005}
-  c.optimizer.name = "sgd_vi"
-  c.optimizer.learning_rate = 0.01
-  c.optimizer.kwargs = {"momentum": 0.9, "weight_decay": 5e-4}
-  c.optimizer.schedule = "cosine"
   # total_steps (and end_step = 0.75 of it) follow config.num_train_steps.
-  c.transforms = [{"name": "ssvi", "update_every": 100, "drop_fraction": 0.15, "criterion": "snr_abs"}]
-  c.callbacks = [{"name": "bayes_eval", "num_samples": 10, "seed": 0}]
-  c.batch_size = 128
-  c.num_train_steps = STEPS
-  c.log_every_steps = 100
-  c.eval_every_steps = STEPS_PER_EPOCH * 5
-  c.checkpoint_every_steps = STEPS_PER_EPOCH * 5
+  c.transforms = ({"name": "ssvi", "update_every": 100, "drop_fraction": 0.15, "criterion": "snr_abs"},)
+  c.callbacks = ({"name": "bayes_eval", "num_samples": 10, "seed": 0},)
   if arm == "dense":
     c.model_kwargs.density = 1.0
-    c.transforms = []
+    c.transforms = ()
   return c

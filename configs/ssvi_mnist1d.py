@@ -47,8 +47,8 @@ def get_config(arm: str = "ssvi"):
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 3e-3
   c.optimizer.schedule = "cosine"
-  c.transforms = [ssvi_transform()]
-  c.callbacks = [{"name": "bayes_eval", "num_samples": 16, "seed": 0}]
+  c.transforms = (ssvi_transform(),)
+  c.callbacks = ({"name": "bayes_eval", "num_samples": 16, "seed": 0},)
   c.batch_size = 128
   c.num_train_steps = STEPS
   c.log_every_steps = STEPS_PER_EPOCH
@@ -57,11 +57,11 @@ def get_config(arm: str = "ssvi"):
   c.progress_every_seconds = 30.0
   if arm == "dense":
     c.model_kwargs.density = 1.0
-    c.transforms = []
+    c.transforms = ()
   return c
 
 
-ARMS = [Arm("dense VI", {"model_kwargs.density": 1.0, "transforms": []})] + [
+ARMS = [Arm("dense VI", {"model_kwargs.density": 1.0, "transforms": ()})] + [
     Arm(f"SSVI d={d:g}", {"model_kwargs.density": d}) for d in DENSITIES]
 PAPER = ("Li et al., Training Bayesian Neural Networks with Sparse Subspace Variational Inference, "
          "ICML 2024, https://arxiv.org/abs/2402.11025 (code https://github.com/ljb121002/SSVI)")

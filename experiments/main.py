@@ -1,18 +1,32 @@
 """Runs one experiment: ``python -m experiments.main --config=configs/<name>.py --workdir=<dir>``.
 
-Config values can be overridden with ``--config.<key>=<value>``; an unknown key is an error.
+Config values are overridden with ``--config.<key>=<value>``; an unknown key is an error that says
+which keys are close. Tuples (``transforms``, ``callbacks``) take a Python literal:
+``--config.callbacks='({"name": "dse", "every_steps": 50},)'`` or just ``--config.callbacks=dse``.
+Switching ``--config.objective`` (or ``--config.model``, ``--config.optimizer.name``) on the command
+line starts its keyword arguments from the new piece's defaults unless the command line also sets
+them (the config file's arguments belong to the piece it named); a line says so.
+
+Every configuration error is one line on stderr and exit code 2; a run that fails (a checkpoint that
+cannot be written, a non-finite loss) prints what happened and exits 1 within seconds, whatever
+background threads are left (orbax's async writers never block the exit). ``--traceback`` prints
+the full traceback as well.
+
 Multi-process: start one process per host (or per CPU process) with ``--coordinator_address=host:port
 --num_processes=N --process_id=i``; data is sharded by process index, and checkpoints, metrics and
 results are written by process 0 (orbax coordinates the checkpoint writes of all processes).
 """
 
+from __future__ import annotations
+
+import os
 import re
 import sys
+import traceback
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
-
-from experiments.train import train_and_evaluate
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, plots and results.")
@@ -21,32 +35,92 @@ flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0, for a multi-process run through jax.distributed.")
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+flags.DEFINE_bool("traceback", False, "Print the full traceback of a failure, not only its message.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+# A named piece and the key holding its keyword arguments.
+PIECES = (("objective", "objective_kwargs"), ("model", "model_kwargs"), ("optimizer.name", "optimizer.kwargs"))
+
+
+def _fatal(message: str, code: int) -> None:
+  print(f"FATAL: {message}", file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(code)  # pylint: disable=protected-access  (no non-daemon thread may hold the exit)
+
+
+def _unknown_key_message(error: Exception, argv: list[str]) -> str:
+  while error.args and isinstance(error.args[0], BaseException):  # AttributeError(KeyError(message))
+    error = error.args[0]
+  text = str(error.args[0] if error.args else error).strip()
+  first, *rest = [line.strip() for line in text.splitlines() if line.strip()]
+  key = first.strip("'\"")
+  arg = next((a for a in argv if a.startswith("--config.") and re.split(r"[=.]", a[len("--config."):].split("=")[0])
+              [-1] == key), None) or next((a for a in argv if key in a), "")
+  hint = f"; {rest[0][0].lower()}{rest[0][1:]}" if rest else "; see the config file for the valid keys"
+  return f"config: unknown key {key!r} in {arg.split('=')[0] or '--config'}{hint}"
 
 
 def _parse_flags(argv):
-  """absl's parser, with a one-line error naming an unknown ``--config.<key>`` override."""
+  """absl's parser, with one-line errors for unknown ``--config.<key>`` overrides and bad values."""
   try:
-    return FLAGS(argv)
+    rest = FLAGS(argv)
   except (AttributeError, KeyError) as e:
-    overrides = [a for a in argv[1:] if a.startswith("--config.")]
-    bad = next((a for a in overrides if re.sub(r"^--config\.([^=]*).*", r"\1", a).split(".")[-1]
-                in str(e)), overrides[0] if overrides else "")
-    print(f"FATAL: config: unknown key in {bad!r} ({e}); see the config file for the valid keys",
-          file=sys.stderr)
-    sys.exit(2)
+    _fatal(_unknown_key_message(e, argv), 2)
   except flags.Error as e:
-    print(f"FATAL: {e}", file=sys.stderr)
-    sys.exit(2)
+    _fatal(str(e).splitlines()[0], 2)
+  _reset_switched_kwargs(argv)
+  return rest
+
+
+def _get(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def _reset_switched_kwargs(argv: list[str]) -> None:
+  """``--config.objective=X`` without ``--config.objective_kwargs...`` starts X from its defaults."""
+  given = [a.split("=", 1)[0][len("--config."):] for a in argv if a.startswith("--config.")]
+  config = FLAGS.config
+  for name_key, kwargs_key in PIECES:
+    switched = name_key in given and not any(g == kwargs_key or g.startswith(kwargs_key + ".") for g in given)
+    kwargs = _get(config, kwargs_key)
+    if switched and len(kwargs):
+      parent_key, _, leaf = kwargs_key.rpartition(".")
+      with config.unlocked():
+        (_get(config, parent_key) if parent_key else config)[leaf] = ml_collections.ConfigDict()
+      print(f"note: --config.{name_key}={_get(config, name_key)} without --config.{kwargs_key}: "
+            f"{kwargs_key} starts from the defaults of {_get(config, name_key)!r} (the config file's "
+            f"{', '.join(sorted(kwargs))} belonged to its own choice)", file=sys.stderr, flush=True)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  if FLAGS.coordinator_address:
-    initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  from experiments import checkpointing  # pylint: disable=g-import-not-at-top  (after flags: faster --help)
+  from experiments.config_schema import ConfigError  # pylint: disable=g-import-not-at-top
+  from experiments.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+
+  try:
+    if FLAGS.coordinator_address:
+      initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except ConfigError as e:
+    if FLAGS.traceback:
+      traceback.print_exc()
+    _fatal(str(e), 2)
+  except (checkpointing.CheckpointWriteError, FloatingPointError) as e:
+    if FLAGS.traceback:
+      traceback.print_exc()
+    _fatal(f"{e} (the run stopped; rerun the same command to resume from the last checkpoint)", 1)
+  except KeyboardInterrupt:
+    _fatal("interrupted; rerun the same command to resume from the last checkpoint", 130)
+  except Exception:  # pylint: disable=broad-except  (a bug: show everything, then leave)
+    traceback.print_exc()
+    _fatal("the run failed (traceback above)", 1)
+  sys.stdout.flush()
+  sys.stderr.flush()
 
 
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import pathlib
 import sys
@@ -17,33 +18,50 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def _scalar(v: Any) -> Any:
+  """A JSON-ready Python scalar; non-finite floats become None (strict JSON has no NaN)."""
   if isinstance(v, (np.generic, np.ndarray)):
-    return v.item()
+    v = v.item()
+  if isinstance(v, float) and not math.isfinite(v):
+    return None
   return v
+
+
+def dumps(obj: Any, **kwargs) -> str:
+  """Strict JSON (no bare NaN/Infinity tokens): non-finite floats are written as null."""
+  def clean(o):
+    if isinstance(o, dict):
+      return {k: clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+      return [clean(v) for v in o]
+    return _scalar(o)
+  return json.dumps(clean(obj), allow_nan=False, **kwargs)
 
 
 class MetricWriter:
   """Writes one JSONL line per logged step and the same scalars to TensorBoard event files.
 
-  On resume, ``truncate_after(step)`` drops lines logged after the checkpoint being resumed, so the
-  file never holds two histories for the same step.
+  ``resume_step`` is the step the run continues from (None for a fresh start): lines logged after it
+  by an earlier, interrupted run are dropped from ``metrics.jsonl`` (all of them on a fresh start) and
+  TensorBoard is told to purge its events after it, so every step appears at most once.
   """
 
-  def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True):
+  def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True, resume_step: int | None = None):
     self.enabled = enabled
     self.path = pathlib.Path(workdir) / METRICS_FILE
     self._tb = None
     if enabled:
+      self._truncate_after(-1 if resume_step is None else resume_step)
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-      self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"), flush_secs=10)
+      self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"), flush_secs=10,
+                               purge_step=0 if resume_step is None else resume_step + 1)
 
-  def truncate_after(self, step: int) -> None:
-    if not self.enabled or not self.path.exists():
+  def _truncate_after(self, step: int) -> None:
+    if not self.path.exists():
       return
     keep = [r for r in read_metrics(self.path) if r["step"] <= step]
     tmp = self.path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    tmp.write_text("".join(dumps(r) + "\n" for r in keep))
     os.replace(tmp, self.path)
 
   def write(self, step: int, scalars: Mapping[str, Any]) -> None:
@@ -51,14 +69,15 @@ class MetricWriter:
       return
     row = {"step": int(step), **{k: _scalar(v) for k, v in scalars.items()}}
     with self.path.open("a") as f:
-      f.write(json.dumps(row) + "\n")
+      f.write(dumps(row) + "\n")
     for k, v in row.items():
-      if k != "step" and isinstance(v, (int, float)):
+      if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
         self._tb.add_scalar(k, v, int(step))
 
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+      self._tb = None
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -102,31 +121,49 @@ def plot_learning_curves(rows: list[dict[str, Any]], path: str | os.PathLike, *,
 
 
 class Progress:
-  """Prints ``step/total, loss, steps/s, ETA`` at most every ``every_seconds`` (clu's ReportProgress)."""
+  """Prints ``step/total, loss, steps/s, ETA`` at most every ``every_seconds`` (clu's ReportProgress).
+
+  Timing starts at `start`, which the loop calls after its first step: the first step compiles, and
+  counting it would make the first ETA hours long for a run of seconds.
+  """
 
   def __init__(self, total_steps: int, *, every_seconds: float = 10.0, enabled: bool = True, stream=None):
     self.total = total_steps
     self.every = every_seconds
     self.enabled = enabled
     self.stream = stream or sys.stdout
-    self._t0 = self._last_t = time.monotonic()
+    self._t0 = self._last_t = None
     self._last_step = None
 
   def start(self, step: int) -> None:
     self._t0 = self._last_t = time.monotonic()
     self._last_step = step
 
-  def due(self) -> bool:
-    return self.enabled and time.monotonic() - self._last_t >= self.every
+  @property
+  def started(self) -> bool:
+    return self._t0 is not None
 
-  def report(self, step: int, loss: float) -> None:
+  def due(self) -> bool:
+    return self.enabled and self.started and time.monotonic() - self._last_t >= self.every
+
+  def rate(self, step: int) -> float:
+    """Steps per second since the last report."""
+    return (step - self._last_step) / max(time.monotonic() - self._last_t, 1e-9)
+
+  def report(self, step: int, loss: float | None) -> None:
     now = time.monotonic()
     rate = (step - self._last_step) / max(now - self._last_t, 1e-9)
     eta = datetime.timedelta(seconds=round((self.total - step) / rate)) if rate > 0 else "?"
     pct = 100.0 * step / self.total
-    print(f"step {step}/{self.total} ({pct:.1f}%) loss {loss:.4f} | {rate:.1f} steps/s | ETA {eta}",
+    loss_s = "nan" if loss is None else f"{loss:.4f}"
+    print(f"step {step}/{self.total} ({pct:.1f}%) loss {loss_s} | {rate:.1f} steps/s | ETA {eta}",
           file=self.stream, flush=True)
     self._last_t, self._last_step = now, step
+
+  def eval_line(self, step: int, metrics: Mapping[str, float]) -> None:
+    if self.enabled:
+      parts = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items())
+      print(f"eval at step {step}/{self.total}: {parts}", file=self.stream, flush=True)
 
 
 def results_table(results: Mapping[str, Any]) -> str:

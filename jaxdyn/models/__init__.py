@@ -1,9 +1,13 @@
-"""Reference models (Flax NNX). Each maps inputs to logits and, on request, penultimate features."""
+"""Reference models (Flax NNX) and the model contract.
+
+Each model maps inputs to logits and, on request, penultimate features (`Model`); the classifiers here
+also split at their head (`HeadSplit`). ``model.train()`` / ``model.eval()`` switch dropout and
+BatchNorm as NNX's own modules do (`is_training`).
+"""
 
 from jaxdyn.models._base import Classifier, HeadSplit, Model, is_training
 from jaxdyn.models._cnn import CNN
 from jaxdyn.models._mlp import MLP
-from jaxdyn.models._registry import MODELS, create_model, register_model
 from jaxdyn.models._resnet import ResNet, ResNet18, ResNet50
 from jaxdyn.models._vit import ViT
 
@@ -11,14 +15,11 @@ __all__ = [
     "CNN",
     "Classifier",
     "HeadSplit",
-    "Model",
-    "is_training",
     "MLP",
-    "MODELS",
+    "Model",
     "ResNet",
     "ResNet18",
     "ResNet50",
     "ViT",
-    "create_model",
-    "register_model",
+    "is_training",
 ]

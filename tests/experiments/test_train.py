@@ -34,8 +34,8 @@ class _Crash(Exception):
 @registry.register("callback", "crash_at_for_tests")
 class CrashAt(callbacks.Callback):
 
-  def __init__(self, ctx, *, step: int):
-    super().__init__(ctx, every_steps=1)
+  def __init__(self, *, step: int):
+    super().__init__(every_steps=1)
     self.crash_step = step
 
   def run(self, step):
@@ -53,7 +53,7 @@ def _final_params(workdir):
 
 def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, capsys):
   full = train_and_evaluate(_tiny(), str(tmp_path / "full"))
-  crashed = _tiny(callbacks=[{"name": "crash_at_for_tests", "step": 13}])
+  crashed = _tiny(callbacks=({"name": "crash_at_for_tests", "step": 13},))
   with pytest.raises(_Crash):
     train_and_evaluate(crashed, str(tmp_path / "resumed"))
   resumed = train_and_evaluate(_tiny(), str(tmp_path / "resumed"))
@@ -92,11 +92,11 @@ def test_default_config_learns_mnist1d_well_above_chance(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("num_train_steps", -5, "config.num_train_steps: must be a positive integer"),
+    ("num_train_steps", -5, "config.num_train_steps: must be an integer >= 1"),
     ("batch_size", 0, "config.batch_size"),
-    ("model", "resnet9000", "config.model: unknown name 'resnet9000'"),
+    ("model", "resnet9000", "config.model: unknown model 'resnet9000'"),
     ("dataset", "imagenet42", "config.dataset: unknown name 'imagenet42'"),
-    ("objective", "nope", "config.objective: objective: unknown name 'nope'"),
+    ("objective", "nope", "config.objective: unknown objective 'nope'"),
     ("nonfinite", "ignore", "config.nonfinite"),
     ("augment", "cutout", "config.augment: must be one of"),
 ])
@@ -112,11 +112,12 @@ def test_unknown_keys_fail_before_training(tmp_path):
   c = _tiny()
   c.unlock()
   c.learning_rat = 0.1
-  with pytest.raises(ValueError, match=r"config: unknown key\(s\) \['learning_rat'\]"):
+  with pytest.raises(ValueError, match=r"config: unknown key\(s\) learning_rat; valid keys are"):
     train_and_evaluate(c, str(tmp_path))
   c = _tiny()
   c.objective_kwargs = {"label_smoothing": 0.1, "smoothing": 0.2}
-  with pytest.raises(ValueError, match=r"unknown argument\(s\) \['smoothing'\]"):
+  with pytest.raises(ValueError, match=r"config.objective_kwargs: objective 'ce' does not take smoothing; it takes "
+                                       r"label_smoothing"):
     train_and_evaluate(c, str(tmp_path))
 
 
@@ -130,7 +131,7 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path):
 @registry.register("objective", "nan_at_step_3_for_tests")
 def _nan_objective(model, batch, *, key):
   import jax.numpy as jnp
-  from experiments.objectives import cross_entropy
+  from experiments.techniques.common import cross_entropy
   loss, aux = cross_entropy(model, batch, key=key)
   bad = jnp.any(batch["x"] > 1e6)
   return jnp.where(bad, jnp.nan, loss), aux
@@ -157,6 +158,10 @@ def test_nonfinite_fail_names_the_step_and_skip_counts(tmp_path, monkeypatch):
   res = train_and_evaluate(_tiny(objective="nan_at_step_3_for_tests", objective_kwargs={},
                                   nonfinite="skip"), str(tmp_path / "skip"))
   assert res["skipped_updates"] == 1 and np.isfinite(res["eval_loss"])
+  rows = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
+  window = next(r for r in rows if "train_loss" in r and r["step"] == 5)  # steps 1..5, step 3 skipped
+  assert window["nonfinite_steps"] == 1 and np.isfinite(window["train_loss"])
+  assert [r["skipped_updates_total"] for r in rows if "train_loss" in r][-1] == 1
 
 
 def test_full_disk_is_a_clear_error_before_training(tmp_path, monkeypatch):
@@ -184,27 +189,33 @@ def _record_total_steps(tx, *, total_steps: int):
 
 
 def test_transforms_get_the_runs_total_steps_unless_the_config_sets_them(tmp_path):
-  from experiments.train import build_optimizer  # pylint: disable=g-import-not-at-top
+  from experiments.optim import build_optimizer  # pylint: disable=g-import-not-at-top
   _SEEN_TOTAL_STEPS.clear()
   c = _tiny(num_train_steps=7)
-  c.transforms = [{"name": "record_total_steps_for_test"}]
+  c.transforms = ({"name": "record_total_steps_for_test"},)
   train_and_evaluate(c, str(tmp_path))
   assert _SEEN_TOTAL_STEPS == [7]
-  c.transforms = [{"name": "record_total_steps_for_test", "total_steps": 1000}]
-  build_optimizer(c, c.num_train_steps)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["config"]["transforms"] == [{"name": "record_total_steps_for_test", "total_steps": 7}]
+  c.transforms = ({"name": "record_total_steps_for_test", "total_steps": 1000},)
+  build_optimizer(c)
   assert _SEEN_TOTAL_STEPS == [7, 1000]
 
 
+@registry.register("objective", "epoch_facts_for_tests")
+def _epoch_facts(model, batch, *, key, num_train, steps_per_epoch, num_epochs, scale: float = 1.0):
+  from experiments.techniques.common import cross_entropy
+  del num_train, steps_per_epoch, num_epochs, scale
+  return cross_entropy(model, batch, key=key)
+
+
 def test_objectives_get_epoch_facts_from_the_run_unless_the_config_sets_them():
-  from experiments.train import objective_kwargs  # pylint: disable=g-import-not-at-top
-
-  def objective(model, batch, *, key, num_train, steps_per_epoch, num_epochs, scale=1.0):
-    del model, batch, key, num_train, steps_per_epoch, num_epochs, scale
-
-  c = _tiny(num_train_steps=100, batch_size=32)
+  from experiments.train import build  # pylint: disable=g-import-not-at-top
+  c = _tiny(num_train_steps=100, batch_size=32, objective="epoch_facts_for_tests")
   c.objective_kwargs = {"scale": 2.0}
-  assert objective_kwargs(c, objective, 1000) == {
-      "scale": 2.0, "num_train": 1000, "steps_per_epoch": 31, "num_epochs": 4}  # 1000 // 32; ceil(100 / 31)
+  built = build(c)
+  n = len(built.dataset.train)  # 4,000 MNIST-1D training signals
+  assert dict(built.config.objective_kwargs) == {
+      "scale": 2.0, "num_train": n, "steps_per_epoch": n // 32, "num_epochs": -(-100 // (n // 32))}
   c.objective_kwargs = {"num_epochs": 9}
-  assert objective_kwargs(c, objective, 1000)["num_epochs"] == 9
-  assert objective_kwargs(c, lambda model, batch, *, key: None, 1000) == {"num_epochs": 9}
+  assert build(c).config.objective_kwargs.num_epochs == 9

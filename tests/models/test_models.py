@@ -11,12 +11,23 @@ def _count(m):
   return sum(p.size for p in jax.tree.leaves(nnx.state(m, nnx.Param)))
 
 
+BUILD = {
+    "mlp": lambda: models.MLP(40, 7, rngs=nnx.Rngs(0)),
+    "cnn1d": lambda: models.CNN(1, 7, spatial_dims=1, rngs=nnx.Rngs(0)),
+    "cnn2d": lambda: models.CNN(1, 7, rngs=nnx.Rngs(0)),
+    "resnet18": lambda: models.ResNet18(3, 7, rngs=nnx.Rngs(0)),
+    "resnet50": lambda: models.ResNet50(3, 7, rngs=nnx.Rngs(0)),
+    "vit": lambda: models.ViT(3, 7, image_size=8, rngs=nnx.Rngs(0)),
+}
+
+
 @pytest.mark.parametrize("name,shape,feat", [
-    ("mlp", (40,), 256), ("cnn", (40,), 128), ("cnn", (8, 8, 1), 128),
+    ("mlp", (40,), 256), ("cnn1d", (40, 1), 128), ("cnn2d", (8, 8, 1), 128),
     ("resnet18", (8, 8, 3), 512), ("resnet50", (8, 8, 3), 2048), ("vit", (8, 8, 3), 128),
 ])
 def test_logits_and_penultimate_features(name, shape, feat):
-  m = models.create_model(name, input_shape=shape, num_classes=7, rngs=nnx.Rngs(0))
+  m = BUILD[name]()
+  assert isinstance(m, models.Model) and isinstance(m, models.HeadSplit)
   x = jax.random.normal(jax.random.key(1), (3, *shape))
   graphdef, state = nnx.split(m)
   logits, h = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x, return_features=True))(state, x)
@@ -65,13 +76,48 @@ def test_dropout_needs_a_key_and_is_off_in_eval():
 
 
 def test_bad_arguments_name_themselves():
-  with pytest.raises(ValueError, match="model: unknown name"):
-    models.create_model("nope", input_shape=(4,), num_classes=2, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="dropout_rate"):
     models.MLP(4, 2, dropout_rate=1.0, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="patch_size"):
     models.ViT(3, 10, image_size=8, patch_size=3, rngs=nnx.Rngs(0))
-  with pytest.raises(ValueError, match="model_kwargs: .*unexpected keyword argument 'channels' \\(model 'mlp'\\)"):
-    models.create_model("mlp", input_shape=(4,), num_classes=2, rngs=nnx.Rngs(0), kwargs={"channels": (8,)})
-  with pytest.raises(ValueError, match="model: needs"):
-    models.create_model("resnet18", input_shape=(40,), num_classes=2, rngs=nnx.Rngs(0))
+
+
+
+def test_nnx_train_and_eval_switch_dropout_and_batch_norm_and_train_argument_wins():
+  m = models.MLP(5, 3, hidden=(16,), dropout_rate=0.5, rngs=nnx.Rngs(0))
+  x, key = jnp.ones((4, 5)), jax.random.key(0)
+  plain = m(x)  # a new model evaluates: no dropout
+  np.testing.assert_allclose(m(x, key=key), plain)
+  m.train()
+  dropped = m(x, key=key)
+  np.testing.assert_allclose(dropped, m(x, train=True, key=key))
+  assert not np.allclose(dropped, plain)
+  np.testing.assert_allclose(m(x, train=False, key=key), plain)  # an explicit train= wins
+  with pytest.raises(ValueError, match="key"):
+    m(x)  # training mode with dropout needs a key
+  m.eval()
+  np.testing.assert_allclose(m(x, key=key), plain)
+
+  r = models.ResNet(3, 4, stage_sizes=(1,), width=4, rngs=nnx.Rngs(0))
+  xi = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+  stats = [np.array(a) for a in jax.tree.leaves(nnx.state(r, nnx.BatchStat))]
+  r.train()
+  r(xi)  # batch statistics, running averages updated
+  moved = [np.array(a) for a in jax.tree.leaves(nnx.state(r, nnx.BatchStat))]
+  assert any(not np.allclose(a, b) for a, b in zip(stats, moved))
+  r.eval()
+  r(xi)
+  np.testing.assert_allclose(jax.tree.leaves(nnx.state(r, nnx.BatchStat))[0], moved[0])
+
+
+def test_model_contract_protocols():
+  m = models.MLP(4, 2, hidden=(4,), rngs=nnx.Rngs(0))
+  assert isinstance(m, models.HeadSplit)
+  h = m.features(jnp.ones((3, 4)))
+  np.testing.assert_allclose(m.apply_head(h), m(jnp.ones((3, 4))), rtol=1e-6)
+
+  class NoHead(nnx.Module):
+    def __call__(self, x, *, train=None, key=None, return_features=False):
+      return x
+
+  assert isinstance(NoHead(), models.Model) and not isinstance(NoHead(), models.HeadSplit)

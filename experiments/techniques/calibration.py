@@ -8,7 +8,8 @@ Objectives (``config.objective``; keyword arguments from ``config.objective_kwar
 - ``rankmixup``: RankMixup (Noh et al., ICCV 2023): CE on the clean batch + alpha * MRL or M-NDCG on
   M mixed copies, which go through the model in one batched forward pass.
 
-Plain cross-entropy is the harness's ``ce`` objective. The ``calibration`` callback scores the final
+Plain cross-entropy is the harness's ``ce`` objective (``experiments/techniques/common.py``). The
+``calibration`` callback scores the final
 model on the eval split (ECE, adaptive ECE, class-wise ECE, NLL, Brier, accuracy, ECE after
 temperature scaling) and saves a reliability diagram.
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from experiments.callbacks import Callback
 from experiments.registry import register
+from jaxdyn import _validation
 from jaxdyn.calibration import (
     apply_temperature,
     calibration_metrics,
@@ -125,8 +127,7 @@ def rankmixup(
     Noh et al., "RankMixup: Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
-  if method not in _METHODS:
-    raise ValueError(f"method: must be one of {list(_METHODS)}, got {method!r}")
+  _validation.check_choice("method", method, _METHODS)
   if num_mixes is None:
     num_mixes = 1 if method == "mrl" else 3
   x, y = batch["x"], batch["y"]
@@ -187,20 +188,15 @@ class CalibrationCallback(Callback):
   single-process run.
   """
 
-  def __init__(self, ctx, *, num_bins: int = 15, every_steps: int | None = None,
+  def __init__(self, *, num_bins: int = 15, every_steps: int | None = None,
                temperature_source: str = "eval_crossfit", temperature_fraction: float = 0.1):
-    super().__init__(ctx, every_steps=every_steps or 1)
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
-      raise ValueError(f"num_bins: must be an int >= 1, got {num_bins!r}")
-    if temperature_source not in _TEMPERATURE_SOURCES:
-      raise ValueError(f"temperature_source: must be one of {list(_TEMPERATURE_SOURCES)}, "
-                       f"got {temperature_source!r}")
-    if not 0.0 < temperature_fraction <= 1.0:
-      raise ValueError(f"temperature_fraction: must be in (0, 1], got {temperature_fraction!r}")
+    super().__init__(every_steps=1 if every_steps is None else every_steps)
     self.periodic = every_steps is not None
-    self.num_bins = num_bins
-    self.temperature_source = temperature_source
-    self.temperature_fraction = temperature_fraction
+    self.num_bins = _validation.check_int("num_bins", num_bins, lower=1)
+    self.temperature_source = _validation.check_choice("temperature_source", temperature_source,
+                                                       _TEMPERATURE_SOURCES)
+    self.temperature_fraction = _validation.check_real("temperature_fraction", temperature_fraction, lower=0.0,
+                                                       upper=1.0, lower_open=True)
 
   def _metrics(self, logits, labels) -> dict[str, float]:
     m = calibration_metrics(logits, labels, num_bins=self.num_bins)
@@ -228,9 +224,6 @@ class CalibrationCallback(Callback):
           apply_temperature(logits, t), labels, num_bins=self.num_bins))
     if self.ctx.is_main:
       c = self.ctx.config
-      name = c.objective
-      if name == "rankmixup":
-        name += f"-{c.objective_kwargs.get('method', 'mndcg')}"
       reliability_diagram(logits, labels, self.ctx.workdir / RELIABILITY_PNG, num_bins=self.num_bins,
-                          title=f"{name} ({c.model} on {c.dataset}), step {int(self.ctx.state.step)}")
+                          title=f"{self.ctx.label} ({c.model} on {c.dataset}), step {int(self.ctx.state.step)}")
     return out

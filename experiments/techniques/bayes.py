@@ -14,7 +14,9 @@ Registers
 The harness calls ``tx.update(grads, opt_state, params)``; that is all ``ssvi`` needs (its topology
 step rewrites parameters through the returned updates, new - old). The harness passes
 ``total_steps=config.num_train_steps`` to ``ssvi`` unless the config entry sets it; ``end_step``
-defaults to 0.75 of it.
+defaults to 0.75 of it. ``bayes_eval`` reads the schedule and the number of topology steps from the
+optimizer state (`Context.opt_state_value`), never from the config. Capability ``bayesian``: the model
+has `jaxdyn.bayes` Gaussian layers (what ``vi``, ``ssvi`` and ``bayes_eval`` need).
 
 References:
   Li et al., "Training Bayesian Neural Networks with Sparse Subspace Variational Inference", ICML 2024,
@@ -33,9 +35,13 @@ from flax import nnx
 
 from experiments.callbacks import Callback
 from experiments.registry import register
+from experiments.techniques.models import image_channels
+from jaxdyn import _validation
 from jaxdyn.bayes import (
     BayesCNN,
     BayesMLP,
+    GaussianConv,
+    GaussianDense,
     RHO_NAME,
     BayesResNet18,
     kl_warmup,
@@ -43,36 +49,41 @@ from jaxdyn.bayes import (
     mc_predictive,
     model_kl,
     ssvi,
-    topology_update_count,
     training_flops,
 )
 from jaxdyn.calibration import calibration_metrics
 from jaxdyn.data import eval_batches
-from jaxdyn.models import register_model
 
 
-def _bayes_mlp(shape, num_classes, rngs, **kw):
-  return BayesMLP(math.prod(shape), num_classes, rngs=rngs, **kw)
+@register("capability", "bayesian")
+def is_bayesian(model) -> bool:
+  """mean-field Gaussian layers of jaxdyn.bayes (GaussianDense / GaussianConv)"""
+  return any(isinstance(m, (GaussianDense, GaussianConv)) for _, m in nnx.iter_modules(model))
 
 
-def _bayes_cnn(shape, num_classes, rngs, **kw):
-  spatial = 1 if len(shape) <= 2 else 2
-  cin = 1 if len(shape) == 1 else shape[-1]
-  return BayesCNN(cin, num_classes, spatial_dims=spatial, rngs=rngs, **kw)
+@register("model", "bayes_mlp", tiny={"hidden": (8,)})
+def bayes_mlp(input_shape, num_classes, rngs, **kwargs):
+  """`jaxdyn.bayes.BayesMLP` on flattened inputs."""
+  return BayesMLP(math.prod(input_shape), num_classes, rngs=rngs, **kwargs)
 
 
-def _bayes_resnet18(shape, num_classes, rngs, **kw):
-  if len(shape) != 3:
-    raise ValueError(f"model: bayes_resnet18 needs (height, width, channels) inputs, got {tuple(shape)}")
-  return BayesResNet18(shape[-1], num_classes, rngs=rngs, **kw)
+@register("model", "bayes_cnn", tiny={"channels": (4,), "hidden": 8})
+def bayes_cnn(input_shape, num_classes, rngs, **kwargs):
+  """`jaxdyn.bayes.BayesCNN`: the reference small CNN (1-D signals or 2-D images)."""
+  if len(input_shape) > 3:
+    raise ValueError(f"input_shape: bayes_cnn needs 1-D signals or 2-D images, got {tuple(input_shape)}")
+  spatial = 1 if len(input_shape) <= 2 else 2
+  cin = 1 if len(input_shape) == 1 else input_shape[-1]
+  return BayesCNN(cin, num_classes, spatial_dims=spatial, rngs=rngs, **kwargs)
 
 
-register_model("bayes_mlp", _bayes_mlp)
-register_model("bayes_cnn", _bayes_cnn)
-register_model("bayes_resnet18", _bayes_resnet18)
+@register("model", "bayes_resnet18", tiny={"width": 2})
+def bayes_resnet18(input_shape, num_classes, rngs, **kwargs):
+  """`jaxdyn.bayes.BayesResNet18` on (H, W, C) images (CIFAR)."""
+  return BayesResNet18(image_channels(input_shape, "bayes_resnet18"), num_classes, rngs=rngs, **kwargs)
 
 
-@register("objective", "vi")
+@register("objective", "vi", requires=("bayesian",))
 def variational(model, batch, *, key, step, num_train: int, steps_per_epoch: int, num_epochs: int,
                 kl_scale: float = 0.01, prior_std: float = 0.005):
   """CE(f(x; theta ~ q), y) + kl_scale / N_train * min(2 epoch / epochs, 1) * KL(q || N(0, s0^2)).
@@ -84,10 +95,8 @@ def variational(model, batch, *, key, step, num_train: int, steps_per_epoch: int
   closed form over the active entries (`jaxdyn.bayes.model_kl`); epochs count from 1
   (`jaxdyn.bayes.kl_warmup`). The paper's values: kl_scale 0.01, prior_std 0.005.
   """
-  if not isinstance(num_train, int) or num_train < 1:
-    raise ValueError(f"num_train: must be an int >= 1, got {num_train!r}")
-  if kl_scale < 0:
-    raise ValueError(f"kl_scale: must be >= 0, got {kl_scale!r}")
+  _validation.check_int("num_train", num_train, lower=1)
+  _validation.check_real("kl_scale", kl_scale, lower=0.0)
   logits = model(batch["x"], train=True, key=key)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
   kl = model_kl(model, prior_std=prior_std)
@@ -105,13 +114,12 @@ def _not_rho(params):
 @register("optimizer", "sgd_vi")
 def sgd_vi(learning_rate, *, momentum: float = 0.9, weight_decay: float = 5e-4):
   """SGD with momentum and coupled L2 weight decay on every parameter but rho (the paper's groups)."""
-  if weight_decay < 0:
-    raise ValueError(f"weight_decay: must be >= 0, got {weight_decay!r}")
+  _validation.check_real("weight_decay", weight_decay, lower=0.0)
   return optax.chain(optax.add_decayed_weights(weight_decay, mask=_not_rho),
                      optax.sgd(learning_rate, momentum=momentum or None))
 
 
-@register("transform", "ssvi")
+@register("transform", "ssvi", requires=("bayesian",))
 def ssvi_transform(tx, *, total_steps: int, end_step: int | None = None, update_every: int = 100,
                    drop_fraction: float = 0.15, criterion: str = "snr_abs"):
   """`jaxdyn.bayes.ssvi` around the configured optimizer (``total_steps`` = the run's steps)."""
@@ -119,16 +127,15 @@ def ssvi_transform(tx, *, total_steps: int, end_step: int | None = None, update_
               drop_fraction=drop_fraction, criterion=criterion)
 
 
-def _ssvi_settings(config):
-  for item in config.transforms:
-    if dict(item).get("name") == "ssvi":
-      total = int(item.get("total_steps") or config.num_train_steps)
-      end = item.get("end_step") or max(1, int(round(0.75 * total)))
-      return int(item.get("update_every", 100)), int(end)
-  return None
+def _has_ssvi(ctx) -> bool:
+  try:
+    ctx.opt_state_value("topology_steps")
+  except KeyError:
+    return False
+  return True
 
 
-@register("callback", "bayes_eval")
+@register("callback", "bayes_eval", requires=("bayesian",))
 class BayesEvalCallback(Callback):
   """At the end: mean-weight and Monte Carlo predictive metrics, and the training-FLOP count.
 
@@ -141,12 +148,10 @@ class BayesEvalCallback(Callback):
   implementation would execute: this masked-dense implementation runs at dense cost.
   """
 
-  def __init__(self, ctx, *, num_samples: int = 16, seed: int = 0):
-    super().__init__(ctx, every_steps=1)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-      raise ValueError(f"num_samples: must be an int >= 1, got {num_samples!r}")
-    self.num_samples = num_samples
-    self.seed = seed
+  def __init__(self, *, num_samples: int = 16, seed: int = 0):
+    super().__init__(every_steps=1)
+    self.num_samples = _validation.check_int("num_samples", num_samples, lower=1)
+    self.seed = _validation.check_int("seed", seed)
 
   def on_step(self, step: int) -> None:
     del step
@@ -181,9 +186,8 @@ class BayesEvalCallback(Callback):
     model = self.ctx.model()
     x0 = np.zeros((1, *self.ctx.dataset.input_shape), np.float32)
     costs = layer_costs(model, x0)
-    settings = _ssvi_settings(c)
-    topo = 0 if settings is None else topology_update_count(
-        c.num_train_steps, update_every=settings[0], end_step=settings[1])
+    # Topology steps the ssvi transform performed, from its state (0 without the transform).
+    topo = int(self.ctx.opt_state_value("topology_steps")) if _has_ssvi(self.ctx) else 0
     flops = training_flops(costs, num_steps=c.num_train_steps, batch_size=c.batch_size, topology_steps=topo)
     dense = training_flops(costs, num_steps=c.num_train_steps, batch_size=c.batch_size, dense=True)
     return {

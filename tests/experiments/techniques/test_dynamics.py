@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from experiments import dynamics
+from experiments.techniques import dynamics
+from experiments.techniques.dynamics import synthetic
 from experiments.train import train_and_evaluate
 from jaxdyn.dynamics import (
     binned_shannon_entropy,
@@ -26,8 +27,8 @@ def _config(**cb):
   c.batch_size = 32
   c.num_train_steps = 6
   c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
-  c.callbacks = [{"name": "dse", "every_steps": 3, "probe_size": 40, "probe_seed": 7, "sigma": 0.5,
-                  "num_clusters": 2, "num_repeats": 2, **cb}]
+  c.callbacks = ({"name": "dse", "every_steps": 3, "probe_size": 40, "probe_seed": 7, "sigma": 0.5,
+                  "num_clusters": 2, "num_repeats": 2, **cb},)
   return c
 
 
@@ -90,12 +91,12 @@ def test_synthetic_runner_matches_direct_calls(tmp_path):
       "num_bins_per_dim": 2, "estimator": "dse"})
   config = ml_collections.ConfigDict({"seed": 4, "synthetic": s})
   wd = tmp_path / "arm" / "seed4"
-  res = dynamics.synthetic_runner(config, str(wd))
-  z = dynamics.synthetic_manifold(4, num_points=120, intrinsic_dim=3, ambient_dim=6, noise_std=0.2)
+  res = synthetic.synthetic_runner(config, str(wd))
+  z = synthetic.synthetic_manifold(4, num_points=120, intrinsic_dim=3, ambient_dim=6, noise_std=0.2)
   assert res["dse"] == pytest.approx(float(diffusion_spectral_entropy(z, sigma=1.0)), abs=1e-6)
   assert res["shannon"] == pytest.approx(binned_shannon_entropy(z, num_bins_per_dim=2), abs=1e-9)
   # The clean manifold: rank d, inside [-1, 1]^d rotated (norms <= sqrt(d)).
-  clean = dynamics.synthetic_manifold(4, num_points=120, intrinsic_dim=3, ambient_dim=6, noise_std=0.0)
+  clean = synthetic.synthetic_manifold(4, num_points=120, intrinsic_dim=3, ambient_dim=6, noise_std=0.0)
   assert np.linalg.matrix_rank(clean, tol=1e-4) == 3
   assert np.max(np.linalg.norm(clean, axis=1)) <= np.sqrt(3) + 1e-5
   v = {k: res[k] for k in res if k.startswith("dse_d")}
@@ -106,5 +107,5 @@ def test_synthetic_runner_matches_direct_calls(tmp_path):
   assert json.loads((wd / "results.json").read_text())["dse"] == res["dse"]
   other = ml_collections.ConfigDict(config.to_dict())
   other.synthetic.estimator = "shannon"
-  res2 = dynamics.synthetic_runner(other, str(tmp_path / "arm2" / "seed4"))
+  res2 = synthetic.synthetic_runner(other, str(tmp_path / "arm2" / "seed4"))
   assert res2["dse_d1_noise0"] == res["dse_d1_noise0"] and res2["estimator"] == "shannon"

@@ -4,9 +4,8 @@
   fixed probe set of eval examples, DSE(Z), DSMI(Z; Y) and DSMI(Z; X) of the model's penultimate
   features Z, logs them as ``dse``, ``dsmi_zy``, ``dsmi_zx``, plots them into ``dynamics.png`` and
   returns the last and first values and their change from ``on_end()``.
-- ``synthetic_manifold`` / ``synthetic_runner``: the paper's toy set-up (points uniform on a
-  d-dimensional subspace of a D-dimensional space, plus noise), DSE beside binned Shannon entropy,
-  run as a claim's ``runner``.
+- The paper's toy set-up (points on a d-dimensional subspace plus noise), run as a claim's runner, is
+  in `experiments.techniques.dynamics.synthetic`.
 
 Bandwidth. DSE depends on sigma relative to the scale of Z, and penultimate features change scale
 during training (their norm typically grows). With a fixed sigma on raw features, growth in norm
@@ -31,10 +30,6 @@ References:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import pathlib
 import time
 from typing import Any
 
@@ -44,8 +39,8 @@ import numpy as np
 from experiments import metrics_io
 from experiments.callbacks import Callback
 from experiments.registry import register
+from jaxdyn import _validation
 from jaxdyn.dynamics import (
-    binned_shannon_entropy,
     diffusion_spectral_entropy,
     diffusion_spectral_mutual_information,
     reference_classes,
@@ -129,21 +124,27 @@ class DSECallback(Callback):
     https://github.com/ChenLiu-1996/DiffusionSpectralEntropy.
   """
 
-  def __init__(self, ctx, *, every_steps: int = 100, probe_size: int = 500, probe_seed: int = 0,
+  def __init__(self, *, every_steps: int = 100, probe_size: int = 500, probe_seed: int = 0,
                sigma: float = 0.5, t: int = 1, normalize: str = "rms", num_clusters: int = 10,
                num_repeats: int = 5):
-    super().__init__(ctx, every_steps=every_steps)
-    if normalize not in _NORMALIZE:
-      raise ValueError(f"normalize: must be one of {list(_NORMALIZE)}, got {normalize!r}")
-    if probe_size < 2 * num_clusters:
-      raise ValueError(f"probe_size: must be >= 2 * num_clusters = {2 * num_clusters}, got {probe_size}")
-    self.kw = dict(sigma=float(sigma), t=int(t), num_repeats=int(num_repeats), seed=int(probe_seed),
-                   normalize=normalize)
-    _, self.x, self.y = probe_set(ctx.dataset.eval, probe_size, probe_seed)
+    super().__init__(every_steps=every_steps)
+    _validation.check_choice("normalize", normalize, _NORMALIZE)
+    num_clusters = _validation.check_int("num_clusters", num_clusters, lower=2)
+    self.probe_size = _validation.check_int("probe_size", probe_size, lower=2 * num_clusters)
+    self.num_clusters = num_clusters
+    self.kw = dict(sigma=_validation.check_real("sigma", sigma, lower=0.0, lower_open=True),
+                   t=_validation.check_int("t", t, lower=1),
+                   num_repeats=_validation.check_int("num_repeats", num_repeats, lower=1),
+                   seed=_validation.check_int("probe_seed", probe_seed, lower=0), normalize=normalize)
+
+  def setup(self, ctx) -> None:
+    super().setup(ctx)
+    seed = self.kw["seed"]
+    _, self.x, self.y = probe_set(ctx.dataset.eval, self.probe_size, seed)
     self.x_classes = reference_classes(self.x.reshape(len(self.x), -1), kind="vector",
-                                       num_clusters=num_clusters, seed=probe_seed)
-    # Measurements already logged by an interrupted run of this workdir (the writer was truncated to
-    # the restored step before callbacks are built).
+                                       num_clusters=self.num_clusters, seed=seed)
+    # Measurements already logged by an interrupted run of this workdir (the writer dropped the rows
+    # logged after the restored step before callbacks are set up).
     self.rows: list[dict[str, Any]] = [
         {"step": r["step"], **{k: r[k] for k in KEYS}}
         for r in metrics_io.read_metrics(ctx.workdir) if all(k in r for k in KEYS)
@@ -203,114 +204,3 @@ def plot_dynamics(runs: dict[str, list[dict[str, Any]]], path, *, title: str = "
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
-
-
-# ------------------------------------------------------------------------------------------------
-# Synthetic manifolds (the paper's toy experiment), run as a claim's ``runner``.
-
-
-def synthetic_manifold(seed: int, *, num_points: int, intrinsic_dim: int, ambient_dim: int,
-                       noise_std: float) -> np.ndarray:
-  """``num_points`` points uniform in ``[-1, 1]^d`` mapped into ``R^D`` by a random orthonormal
-  ``D x d`` basis (seeded), plus isotropic Gaussian noise of std ``noise_std`` in all ``D`` dims.
-
-  The clean points and the basis depend on ``seed`` only (not on ``noise_std``), so different noise
-  levels perturb the same manifold sample.
-  """
-  if not 1 <= intrinsic_dim <= ambient_dim:
-    raise ValueError(f"intrinsic_dim: must be in [1, ambient_dim={ambient_dim}], got {intrinsic_dim}")
-  if noise_std < 0:
-    raise ValueError(f"noise_std: must be >= 0, got {noise_std}")
-  rng = np.random.default_rng([seed, intrinsic_dim])
-  u = rng.uniform(-1.0, 1.0, (num_points, intrinsic_dim))
-  basis, _ = np.linalg.qr(rng.standard_normal((ambient_dim, intrinsic_dim)))
-  noise = np.random.default_rng([seed, intrinsic_dim, 1]).standard_normal((num_points, ambient_dim))
-  return (u @ basis.T + noise_std * noise).astype(np.float32)
-
-
-def _fmt_noise(s: float) -> str:
-  return f"{s:g}"
-
-
-def synthetic_measurements(seed: int, s) -> dict[str, float]:
-  """DSE and binned Shannon entropy for every (intrinsic dim, noise std) of config block ``s``.
-
-  Keys ``dse_d{d}_noise{std}`` and ``shannon_d{d}_noise{std}`` (bits).
-  """
-  out = {}
-  for d in s.intrinsic_dims:
-    for std in s.noise_stds:
-      z = synthetic_manifold(seed, num_points=s.num_points, intrinsic_dim=d, ambient_dim=s.ambient_dim,
-                             noise_std=std)
-      tag = f"d{d}_noise{_fmt_noise(std)}"
-      out[f"dse_{tag}"] = float(diffusion_spectral_entropy(z, sigma=s.sigma, t=s.t))
-      out[f"shannon_{tag}"] = binned_shannon_entropy(z, num_bins_per_dim=s.num_bins_per_dim)
-  return out
-
-
-def noise_to_signal(values: dict[str, float], estimator: str, dims, noise_stds) -> float:
-  """How far noise moves an estimator, relative to how far the intrinsic dimension moves it.
-
-  ``mean_d |H(d, max noise) - H(d, no noise)| / |H(max d, no noise) - H(min d, no noise)|``, with
-  "no noise" the first and "max noise" the last of ``noise_stds``. Lower is more noise-resistant.
-  """
-  lo, hi = _fmt_noise(noise_stds[0]), _fmt_noise(noise_stds[-1])
-  drift = np.mean([abs(values[f"{estimator}_d{d}_noise{hi}"] - values[f"{estimator}_d{d}_noise{lo}"])
-                   for d in dims])
-  signal = abs(values[f"{estimator}_d{max(dims)}_noise{lo}"] - values[f"{estimator}_d{min(dims)}_noise{lo}"])
-  return float(drift / signal) if signal > 0 else float("inf")
-
-
-def _grid_cache_path(config, workdir: str) -> pathlib.Path:
-  """Where the seed's grid is shared by every arm: ``<runs_dir>/_dse_synthetic_grid/<hash>-seed<k>.json``.
-
-  The hash covers the grid's settings only (not the arm's ``intrinsic_dim``, ``estimator`` or
-  ``metric_noise_std``), so arms that read different cells of one grid compute it once.
-  """
-  s = config.synthetic.to_dict()
-  for k in ("intrinsic_dim", "estimator", "metric_noise_std"):
-    s.pop(k, None)
-  h = hashlib.sha256(json.dumps(s, sort_keys=True, default=str).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).resolve().parent.parent / "_dse_synthetic_grid" / f"{h}-seed{config.seed}.json"
-
-
-def _write_json(path: pathlib.Path, obj) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(f".tmp{os.getpid()}")
-  tmp.write_text(json.dumps(obj, indent=1))
-  tmp.replace(path)
-
-
-def synthetic_runner(config, workdir: str) -> dict[str, Any]:
-  """A claim runner: the synthetic-manifold grid for ``config.seed``; cached in ``workdir``.
-
-  Returns every ``dse_*`` / ``shannon_*`` value of :func:`synthetic_measurements`, plus, for the
-  arm's ``config.synthetic.intrinsic_dim`` at ``metric_noise_std``, ``dse`` and ``shannon``; and for
-  ``config.synthetic.estimator``, ``noise_to_signal`` (see :func:`noise_to_signal`). The grid of one
-  seed is computed once and shared by all arms (see :func:`_grid_cache_path`); ``wall_time_s`` is
-  the time of the grid computation.
-  """
-  path = pathlib.Path(workdir) / "results.json"
-  if path.exists():
-    return json.loads(path.read_text())
-  s = config.synthetic
-  grid_path = _grid_cache_path(config, workdir)
-  if grid_path.exists():
-    grid = json.loads(grid_path.read_text())
-  else:
-    t0 = time.monotonic()
-    grid = {"values": synthetic_measurements(config.seed, s), "wall_time_s": round(time.monotonic() - t0, 2)}
-    _write_json(grid_path, grid)
-  vals = grid["values"]
-  tag = f"d{s.intrinsic_dim}_noise{_fmt_noise(s.metric_noise_std)}"
-  results = {
-      **vals,
-      "dse": vals[f"dse_{tag}"],
-      "shannon": vals[f"shannon_{tag}"],
-      "intrinsic_dim": s.intrinsic_dim,
-      "estimator": s.estimator,
-      "noise_to_signal": noise_to_signal(vals, s.estimator, s.intrinsic_dims, s.noise_stds),
-      "wall_time_s": grid["wall_time_s"],
-  }
-  _write_json(path, results)
-  return results
