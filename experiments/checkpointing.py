@@ -153,15 +153,26 @@ class Checkpointer:
     except OSError as e:
       raise CheckpointWriteError(f"checkpoints: cannot open {self.directory} ({e.strerror or e})") from e
 
+  def _write_error(self, e: Exception) -> CheckpointWriteError:
+    cause = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:300]
+    return CheckpointWriteError(f"checkpoints: cannot write to {self.directory} ({cause})")
+
   def save(self, step: int, state, meta: dict[str, Any]) -> None:
+    """Starts an asynchronous save; a failure of this or an earlier save raises `CheckpointWriteError`."""
     meta = dict(meta, fingerprint=[int(v) for v in jax.device_get(fingerprint(state))])
     meta[_META_DIGEST] = meta_digest(meta)
     try:
       self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)))
-    except OSError as e:
-      raise CheckpointWriteError(f"checkpoints: cannot write step {step} to {self.directory} "
-                                 f"({e.strerror or e})") from e
+    except Exception as e:  # pylint: disable=broad-except  (tensorstore reports a full disk as ValueError)
+      raise self._write_error(e) from e
+
+  def check(self) -> None:
+    """Raises `CheckpointWriteError` if an asynchronous save has failed (cheap; call it often)."""
+    try:
+      self.manager.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_error(e) from e
 
   def steps(self) -> list[int]:
     return sorted(s for s in self.manager.all_steps() if s not in self._skip)
@@ -227,8 +238,8 @@ class Checkpointer:
   def wait_until_finished(self) -> None:
     try:
       self.manager.wait_until_finished()
-    except OSError as e:
-      raise CheckpointWriteError(f"checkpoints: cannot write to {self.directory} ({e.strerror or e})") from e
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_error(e) from e
 
   def close(self) -> None:
     self.manager.close()

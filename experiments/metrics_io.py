@@ -40,6 +40,10 @@ def dumps(obj: Any, **kwargs) -> str:
 class MetricWriter:
   """Writes one JSONL line per logged step and the same scalars to TensorBoard event files.
 
+  Everything logged for one step (train metrics, evaluation, callbacks) is merged into that step's
+  one line, written when a later step is logged or on `flush` (the loop flushes before every
+  checkpoint, so the lines up to a checkpoint are on disk when it is).
+
   ``resume_step`` is the step the run continues from (None for a fresh start): lines logged after it
   by an earlier, interrupted run are dropped from ``metrics.jsonl`` (all of them on a fresh start) and
   TensorBoard is told to purge its events after it, so every step appears at most once.
@@ -49,6 +53,7 @@ class MetricWriter:
     self.enabled = enabled
     self.path = pathlib.Path(workdir) / METRICS_FILE
     self._tb = None
+    self._pending: dict[str, Any] | None = None
     if enabled:
       self._truncate_after(-1 if resume_step is None else resume_step)
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
@@ -67,14 +72,25 @@ class MetricWriter:
   def write(self, step: int, scalars: Mapping[str, Any]) -> None:
     if not self.enabled:
       return
-    row = {"step": int(step), **{k: _scalar(v) for k, v in scalars.items()}}
-    with self.path.open("a") as f:
-      f.write(dumps(row) + "\n")
-    for k, v in row.items():
-      if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+    values = {k: _scalar(v) for k, v in scalars.items()}
+    if self._pending is not None and self._pending["step"] != int(step):
+      self.flush()
+    if self._pending is None:
+      self._pending = {"step": int(step)}
+    self._pending.update(values)
+    for k, v in values.items():
+      if isinstance(v, (int, float)) and not isinstance(v, bool):
         self._tb.add_scalar(k, v, int(step))
 
+  def flush(self) -> None:
+    """Appends the pending step's line to ``metrics.jsonl``."""
+    if self._pending is not None:
+      with self.path.open("a") as f:
+        f.write(dumps(self._pending) + "\n")
+      self._pending = None
+
   def close(self) -> None:
+    self.flush()
     if self._tb is not None:
       self._tb.close()
       self._tb = None

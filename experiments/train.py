@@ -372,6 +372,7 @@ def _loop(built, ctx, ckpt, state, meta, latest, train_step, eval_step, feed, sh
     buffer.clear()
 
   def save(step: int) -> None:
+    writer.flush()  # the metric lines up to the checkpoint are on disk before it
     ckpt.save(step, state, {"data": it.get_state(), "elapsed_s": elapsed_before + time.monotonic() - t_start,
                             "last_train": last_train, "last_eval": last_eval})
 
@@ -389,6 +390,7 @@ def _loop(built, ctx, ckpt, state, meta, latest, train_step, eval_step, feed, sh
       if step % config.log_every_steps == 0 or step == config.num_train_steps:
         flush(step)
         writer.write(step, last_train)
+        ckpt.check()  # a failed asynchronous save stops the run now, not at the next save
       if step % config.eval_every_steps == 0 or step == config.num_train_steps:
         last_eval = _evaluate(eval_step, state, dataset, config, shard)
         writer.write(step, last_eval)
@@ -417,6 +419,7 @@ def _loop(built, ctx, ckpt, state, meta, latest, train_step, eval_step, feed, sh
   for cb in built.callbacks:
     final.update({f"final_{k}": v for k, v in (cb.on_end() or {}).items()})
   wall = elapsed_before + time.monotonic() - t_start
+  writer.flush()
   rows = metrics_io.read_metrics(workdir) if ctx.is_main else []
   results = {
       "steps": step,
