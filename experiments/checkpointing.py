@@ -22,7 +22,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import pathlib
+import re
 import time
 import warnings
 from typing import Any
@@ -154,7 +156,13 @@ class Checkpointer:
       raise CheckpointWriteError(f"checkpoints: cannot open {self.directory} ({e.strerror or e})") from e
 
   def _write_error(self, e: Exception) -> CheckpointWriteError:
-    cause = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:300]
+    """The failure in words: the OS error when there is one (tensorstore wraps it in a long message)."""
+    if isinstance(e, OSError) and e.strerror:
+      cause = e.strerror
+    elif m := re.search(r"os_error_code='?(\d+)", str(e)):
+      cause = os.strerror(int(m.group(1)))
+    else:
+      cause = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
     return CheckpointWriteError(f"checkpoints: cannot write to {self.directory} ({cause})")
 
   def save(self, step: int, state, meta: dict[str, Any]) -> None:

@@ -110,10 +110,15 @@ def main(argv):
     if FLAGS.traceback:
       traceback.print_exc()
     _fatal(str(e), 2)
-  except (checkpointing.CheckpointWriteError, FloatingPointError) as e:
+  except checkpointing.CheckpointWriteError as e:
     if FLAGS.traceback:
       traceback.print_exc()
-    _fatal(f"{e} (the run stopped; rerun the same command to resume from the last checkpoint)", 1)
+    _fatal(f"{e}; the run stopped. Make the folder writable (or free space), then rerun the same command "
+           f"to resume from the last checkpoint", 1)
+  except FloatingPointError as e:
+    if FLAGS.traceback:
+      traceback.print_exc()
+    _fatal(f"{e}; the run stopped at its last checkpoint", 1)
   except KeyboardInterrupt:
     _fatal("interrupted; rerun the same command to resume from the last checkpoint", 130)
   except Exception:  # pylint: disable=broad-except  (a bug: show everything, then leave)
