@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.models._base import check_positive_int
+from jaxdyn import _validation
 
 __all__ = ["Conv2d", "conv2d"]
 
@@ -87,11 +87,12 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, loop_vjp: bool |
   Args:
     x: ``(B, H, W, C_in)``.
     kernel: ``(kh, kw, C_in, C_out)``.
-    stride: the spatial stride s >= 1.
+    stride: the spatial stride s >= 1 (an int: Python, NumPy or 0-d array).
     loop_vjp: use the custom backward pass; None: on the CPU backend only.
 
   Returns:
-    ``(B, ceil(H / s), ceil(W / s), C_out)``.
+    ``(B, ceil(H / s), ceil(W / s), C_out)``; an empty batch (B = 0) gives an empty output, and NaN or
+    infinite inputs propagate as in any convolution.
 
   Example:
     >>> import jax.numpy as jnp
@@ -101,8 +102,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, loop_vjp: bool |
   References:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311 (the spiking models this serves).
   """
-  if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-    raise ValueError(f"stride: must be an int >= 1, got {stride!r}")
+  stride = _validation.check_int("stride", stride, lower=1)
   if jnp.ndim(x) != 4:
     raise ValueError(f"x: must be (B, H, W, C_in), got shape {jnp.shape(x)}")
   if jnp.ndim(kernel) != 4 or jnp.shape(kernel)[2] != jnp.shape(x)[3]:
@@ -145,12 +145,11 @@ class Conv2d(nnx.Module):
   def __init__(self, in_features: int, out_features: int, kernel_size: tuple[int, int], *, strides: int = 1,
                use_bias: bool = True, kernel_init=nnx.initializers.lecun_normal(),
                loop_vjp: bool | None = None, rngs: nnx.Rngs):
-    for name, v in (("in_features", in_features), ("out_features", out_features), ("strides", strides)):
-      check_positive_int(name, v)
-    if len(kernel_size) != 2:
-      raise ValueError(f"kernel_size: must be (kh, kw), got {kernel_size!r}")
-    for v in kernel_size:
-      check_positive_int("kernel_size", v)
+    in_features, out_features, strides = (_validation.check_int(name, v, lower=1) for name, v in (
+        ("in_features", in_features), ("out_features", out_features), ("strides", strides)))
+    if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
+      raise ValueError(f"kernel_size: must be a pair of ints >= 1 (kh, kw), got {kernel_size!r}")
+    kernel_size = tuple(_validation.check_int("kernel_size", v, lower=1) for v in kernel_size)
     self.kernel = nnx.Param(kernel_init(rngs.params(), (*kernel_size, in_features, out_features)))
     self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
     self.strides = strides

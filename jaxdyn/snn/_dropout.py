@@ -20,10 +20,10 @@ def fixed_dropout_masks(key: jax.Array, like: Any, rate: float) -> Any:
   code, does: a neuron dropped for a sample stays dropped for all T steps.
 
   Args:
-    key: a `jax.random` key.
+    key: a `jax.random` key (checked even when p = 0).
     like: a PyTree of arrays (or `jax.ShapeDtypeStruct`) giving the masks' shapes and dtypes, e.g. the
-      membrane carry of a spiking model.
-    rate: the drop probability p in [0, 1).
+      membrane carry of a spiking model; only shapes and dtypes are read.
+    rate: the drop probability p in [0, 1) (a Python or NumPy number).
 
   Returns:
     A PyTree like ``like`` of masks with values 0 and 1 / (1 - p); None if p = 0.
@@ -37,11 +37,10 @@ def fixed_dropout_masks(key: jax.Array, like: Any, rate: float) -> Any:
   References:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
-  if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-    raise ValueError(f"rate: must be a number in [0, 1), got {rate!r}")
+  rate = _validation.check_rate("rate", rate)
+  _validation.check_key("key", key)
   if rate == 0.0:
     return None
-  _validation.check_key("key", key)
   leaves, treedef = jax.tree.flatten(like)
   keys = jax.random.split(key, max(len(leaves), 1))
   masks = [

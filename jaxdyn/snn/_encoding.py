@@ -3,6 +3,9 @@
 - ``direct``: the same (analog) input at every step, x_t = x (Meng et al.'s setting for static images;
   the first layer does the encoding).
 - ``poisson``: rate coding, x_t ~ Bernoulli(clip(x, 0, 1)) independently per step and element.
+
+A NaN or an infinite input stays non-finite: the direct encoder passes it on, the Poisson encoder
+emits NaN for that element (a NaN probability would otherwise silently never fire).
 """
 
 from __future__ import annotations
@@ -21,12 +24,6 @@ __all__ = [
 ]
 
 ENCODERS = ("direct", "poisson")
-
-
-def check_encoder(encoder: str) -> str:
-  if encoder not in ENCODERS:
-    raise ValueError(f"encoder: must be one of {list(ENCODERS)}, got {encoder!r}")
-  return encoder
 
 
 def direct_encode(x: ArrayLike, t: ArrayLike | None = None) -> jax.Array:
@@ -60,10 +57,10 @@ def poisson_encode(key: jax.Array, x: ArrayLike, t: ArrayLike) -> jax.Array:
   Args:
     key: a `jax.random` key, one per iteration.
     x: intensities; values are clipped to [0, 1] and used as firing probabilities.
-    t: the time step (an int or a traced int scalar).
+    t: the time step, an int >= 0 (or a traced int scalar).
 
   Returns:
-    Spikes in {0, 1} with the shape and floating dtype of ``x``.
+    Spikes in {0, 1} with the shape and floating dtype of ``x``; NaN where ``x`` is NaN or infinite.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -74,10 +71,12 @@ def poisson_encode(key: jax.Array, x: ArrayLike, t: ArrayLike) -> jax.Array:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311.
   """
   _validation.check_key("key", key)
+  t = _validation.check_int("t", t, lower=0)
   x = jnp.asarray(x)
   dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
-  p = jnp.clip(x.astype(dtype), 0.0, 1.0)
-  return jax.random.bernoulli(jax.random.fold_in(key, t), p).astype(dtype)
+  x = x.astype(dtype)
+  spikes = jax.random.bernoulli(jax.random.fold_in(key, t), jnp.clip(x, 0.0, 1.0)).astype(dtype)
+  return jnp.where(jnp.isfinite(x), spikes, jnp.asarray(jnp.nan, dtype))
 
 
 def encode(x: ArrayLike, t: ArrayLike, *, encoder: str = "direct", key: jax.Array | None = None) -> jax.Array:
@@ -85,12 +84,12 @@ def encode(x: ArrayLike, t: ArrayLike, *, encoder: str = "direct", key: jax.Arra
 
   Args:
     x: the static input.
-    t: the time step.
+    t: the time step (an int >= 0 or a traced int scalar; the direct encoder ignores it).
     encoder: ``"direct"`` or ``"poisson"``.
-    key: a `jax.random` key (required for ``"poisson"``).
+    key: a `jax.random` key (required for ``"poisson"``; checked whenever given).
 
   Returns:
-    x_t.
+    x_t (non-finite where ``x`` is, see `poisson_encode`).
 
   Example:
     >>> import jax.numpy as jnp
@@ -100,9 +99,9 @@ def encode(x: ArrayLike, t: ArrayLike, *, encoder: str = "direct", key: jax.Arra
   References:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311.
   """
-  check_encoder(encoder)
+  _validation.check_choice("encoder", encoder, ENCODERS)
+  if key is not None or encoder == "poisson":
+    _validation.check_key("key", key, why=" for encoder='poisson'")
   if encoder == "direct":
     return direct_encode(x, t)
-  if key is None:
-    raise ValueError("key: a jax.random key is required for encoder='poisson'")
   return poisson_encode(key, x, t)

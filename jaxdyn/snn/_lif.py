@@ -7,6 +7,10 @@ v[t] = u[t] - V_th * s[t]    (soft reset, not detached)   or   v[t] = u[t] * (1 
 Defaults follow Meng et al.'s SLTT code: tau = 1.1 (lam ~= 0.0909), V_th = 1, soft reset, triangle
 surrogate. ``detach_membrane=True`` treats v[t-1] as a constant when computing u[t]: that is SLTT's
 only change to the network.
+
+A NaN or an infinite membrane potential fires a NaN spike (`jaxdyn.snn.spike`), so a non-finite
+current or state propagates to v and to every later layer. An empty neuron set (a batch of N = 0)
+gives empty spikes and membranes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike
 
-from jaxdyn.snn._surrogate import _check_alpha, check_surrogate, spike
+from jaxdyn import _validation
+from jaxdyn.snn._surrogate import _resolve, spike
 
 __all__ = [
     "LIF",
@@ -34,12 +39,15 @@ RESETS = ("soft", "hard")
 class LIFConfig:
   """The LIF neuron's hyperparameters, validated on construction.
 
+  Numbers may be Python or NumPy scalars or 0-d arrays; they are stored as Python floats.
+
   Attributes:
-    tau: membrane time constant, > 1; the decay is lam = 1 - 1 / tau (the authors' default 1.1).
-    v_th: firing threshold V_th > 0.
+    tau: membrane time constant, > 1; the decay is lam = 1 - 1 / tau (the authors' default 1.1);
+      ``inf`` gives lam = 1 (integrate-and-fire, no leak).
+    v_th: firing threshold V_th > 0, finite (and representable in the currents' dtype when used).
     reset: ``"soft"`` (subtract V_th) or ``"hard"`` (to zero).
     surrogate: a registered surrogate name (`jaxdyn.snn.SURROGATES` or one added later).
-    alpha: the surrogate's sharpness; None gives its default.
+    alpha: the surrogate's sharpness in [1e-4, 1e4]; None gives its default.
   """
 
   tau: float = 1.1
@@ -49,15 +57,20 @@ class LIFConfig:
   alpha: float | None = None
 
   def __post_init__(self):
-    if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not self.tau > 1.0:
-      raise ValueError(f"tau: must be a number > 1 (the decay lam = 1 - 1/tau lies in (0, 1)), got {self.tau!r}")
-    if isinstance(self.v_th, bool) or not isinstance(self.v_th, (int, float)) or not self.v_th > 0.0:
-      raise ValueError(f"v_th: the threshold must be a number > 0, got {self.v_th!r}")
-    if self.reset not in RESETS:
-      raise ValueError(f"reset: must be one of {list(RESETS)}, got {self.reset!r}")
-    check_surrogate(self.surrogate)
-    if self.alpha is not None:
-      _check_alpha(self.alpha)
+    checked = {
+        "tau": _validation.check_real("tau", self.tau, lower=1.0, lower_open=True, finite=False),
+        "v_th": _validation.check_real("v_th", self.v_th, lower=0.0, lower_open=True),
+        "reset": _validation.check_choice("reset", self.reset, RESETS),
+    }
+    _, alpha = _resolve(self.surrogate, self.alpha)
+    checked["alpha"] = None if self.alpha is None else alpha
+    for name, value in checked.items():  # Python numbers: hashable, and equal for equal values
+      object.__setattr__(self, name, value)
+
+  def check_dtype(self, currents: jax.Array) -> None:
+    """Raises naming ``v_th`` when the threshold overflows the dtype the neuron computes ``currents`` in."""
+    dtype = jnp.result_type(currents, 1.0)
+    _validation.check_real("v_th", self.v_th, lower=0.0, lower_open=True, upper=float(jnp.finfo(dtype).max))
 
   @property
   def lam(self) -> float:
@@ -65,16 +78,36 @@ class LIFConfig:
     return 1.0 - 1.0 / self.tau
 
 
-def _config(tau, v_th, reset, surrogate, alpha) -> LIFConfig:
-  return LIFConfig(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
+def charge_fire_reset(cfg: LIFConfig, v, current, fire):
+  """One LIF update, ``(u, s, v_new)``: u = lam v + I, s = fire(u - V_th), v_new = reset(u, s).
+
+  ``v=None`` means v = 0. Shared by the jnp path (``fire`` = `spike`, with its surrogate gradient) and
+  the Pallas forward kernel (``fire`` = the plain Heaviside), so that both compute the same neuron.
+  """
+  u = current if v is None else cfg.lam * v + current
+  s = fire(u - cfg.v_th)
+  return u, s, (u - cfg.v_th * s if cfg.reset == "soft" else u * (1.0 - s))
+
+
+def time_major(currents: ArrayLike, v0: ArrayLike | None) -> tuple[jax.Array, jax.Array]:
+  """``currents`` as a floating ``(T, ...)`` array (T >= 1) and ``v0`` (zeros if None) of its step shape."""
+  currents = jnp.asarray(currents)
+  if not jnp.issubdtype(currents.dtype, jnp.floating):
+    currents = currents.astype(jnp.result_type(float))
+  if currents.ndim < 1 or currents.shape[0] < 1:
+    raise ValueError(f"currents: need a leading time axis of length >= 1, got shape {currents.shape}")
+  v0 = jnp.zeros(currents.shape[1:], currents.dtype) if v0 is None else jnp.asarray(v0, currents.dtype)
+  if v0.shape != currents.shape[1:]:
+    raise ValueError(f"v0: shape {v0.shape} does not match currents.shape[1:] = {currents.shape[1:]}")
+  return currents, v0
 
 
 def _apply(cfg: LIFConfig, v: jax.Array | None, current: jax.Array, detach_membrane: bool):
+  cfg.check_dtype(current)
   if v is not None and detach_membrane:
     v = jax.lax.stop_gradient(v)
-  u = current if v is None else cfg.lam * v + current
-  s = spike(u - cfg.v_th, surrogate=cfg.surrogate, alpha=cfg.alpha)
-  v_new = u - cfg.v_th * s if cfg.reset == "soft" else u * (1.0 - s)
+  _, s, v_new = charge_fire_reset(cfg, v, current,
+                                  lambda x: spike(x, surrogate=cfg.surrogate, alpha=cfg.alpha))
   return s, v_new
 
 
@@ -96,15 +129,15 @@ def lif_step(
   Args:
     v: the membrane potential after the previous step's reset, or None for v = 0 (the first step).
     current: the input current I[t], same shape as ``v``.
-    tau: time constant > 1 (default 1.1 as in the SLTT code).
-    v_th: threshold > 0.
+    tau: time constant > 1 (default 1.1 as in the SLTT code; ``inf``: no leak).
+    v_th: threshold > 0, finite.
     reset: ``"soft"`` or ``"hard"``.
     surrogate: surrogate derivative name for H.
-    alpha: surrogate sharpness (None: the surrogate's default).
+    alpha: surrogate sharpness in [1e-4, 1e4] (None: the surrogate's default).
     detach_membrane: treat ``v`` as a constant (SLTT's stopped temporal path).
 
   Returns:
-    ``(spikes, v_new)``.
+    ``(spikes, v_new)``; NaN spike and membrane where u is NaN or infinite; empty for empty inputs.
 
   Example:
     >>> import jax.numpy as jnp
@@ -115,7 +148,7 @@ def lif_step(
   References:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
-  cfg = _config(tau, v_th, reset, surrogate, alpha)
+  cfg = LIFConfig(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
   current = jnp.asarray(current)
   if v is not None:
     v = jnp.asarray(v)
@@ -140,12 +173,13 @@ def lif_multistep(
   For t = 1..T: (s[t], v[t]) = lif_step(v[t-1], I[t]); v[0] = ``v0`` (zeros if None).
 
   Args:
-    currents: ``(T, ...)`` input currents.
+    currents: ``(T, ...)`` input currents, T >= 1 (integers become the default float).
     v0: initial membrane potential ``(...)``, or None for zeros.
     tau, v_th, reset, surrogate, alpha, detach_membrane: as in `lif_step`.
 
   Returns:
-    ``(spikes (T, ...), v_T (...))``.
+    ``(spikes (T, ...), v_T (...))``; a NaN or infinite current or v0 gives NaN spikes from that
+    neuron's step on; zero neurons (``currents.shape[1:]`` with a 0) give empty arrays.
 
   Example:
     >>> import jax.numpy as jnp
@@ -156,13 +190,8 @@ def lif_multistep(
   References:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
-  cfg = _config(tau, v_th, reset, surrogate, alpha)
-  currents = jnp.asarray(currents)
-  if currents.ndim < 1 or currents.shape[0] < 1:
-    raise ValueError(f"currents: need a leading time axis of length >= 1, got shape {currents.shape}")
-  v = jnp.zeros(currents.shape[1:], currents.dtype) if v0 is None else jnp.asarray(v0, currents.dtype)
-  if v.shape != currents.shape[1:]:
-    raise ValueError(f"v0: shape {v.shape} does not match currents.shape[1:] = {currents.shape[1:]}")
+  cfg = LIFConfig(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
+  currents, v = time_major(currents, v0)
 
   def body(v, i):
     s, v = _apply(cfg, v, i, detach_membrane)
@@ -195,7 +224,7 @@ class LIF(nnx.Module):
 
   def __init__(self, *, tau: float = 1.1, v_th: float = 1.0, reset: str = "soft",
                surrogate: str = "triangle", alpha: float | None = None):
-    self.config = _config(tau, v_th, reset, surrogate, alpha)
+    self.config = LIFConfig(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
 
   def __call__(self, v: jax.Array | None, current: jax.Array, *,
                detach_membrane: bool = False) -> tuple[jax.Array, jax.Array]:

@@ -6,9 +6,10 @@ import math
 from collections.abc import Sequence
 
 import jax.numpy as jnp
-
+import numpy as np
 from flax import nnx
 
+from jaxdyn import _validation
 from jaxdyn.snn._base import SpikingClassifier
 
 __all__ = ["SpikingMLP"]
@@ -25,7 +26,7 @@ class SpikingMLP(SpikingClassifier):
   Args:
     in_features: size of a flattened input.
     num_classes: number of outputs.
-    hidden: widths of the hidden LIF layers (at least one).
+    hidden: widths of the hidden LIF layers (a non-empty sequence of ints >= 1).
     num_steps: T, the number of time steps.
     norm: per-step BatchNorm before each LIF layer.
     dropout_rate: dropout on the hidden spikes, mask fixed over the T steps.
@@ -50,13 +51,14 @@ class SpikingMLP(SpikingClassifier):
                num_steps: int = 6, norm: bool = True, dropout_rate: float = 0.0,
                encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0, reset: str = "soft",
                surrogate: str = "triangle", alpha: float | None = None, rngs: nnx.Rngs):
-    self._init_spiking(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate, tau=tau, v_th=v_th,
-                       reset=reset, surrogate=surrogate, alpha=alpha, in_features=in_features,
-                       num_classes=num_classes)
+    in_features, num_classes = self._init_spiking(
+        num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate, tau=tau, v_th=v_th, reset=reset,
+        surrogate=surrogate, alpha=alpha, in_features=in_features, num_classes=num_classes)
     self.in_features = in_features
-    hidden = tuple(hidden)
-    if not hidden or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in hidden):
-      raise ValueError(f"hidden: must be a non-empty sequence of positive ints, got {hidden!r}")
+    widths = tuple(hidden) if isinstance(hidden, (Sequence, np.ndarray)) else ()
+    if not widths:
+      raise ValueError(f"hidden: must be a non-empty sequence of ints >= 1, got {hidden!r}")
+    hidden = tuple(_validation.check_int("hidden", w, lower=1) for w in widths)
     widths = (in_features, *hidden)
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
     self.norms = nnx.List([nnx.BatchNorm(w, momentum=0.9, epsilon=1e-5, rngs=rngs) for w in hidden]) if norm else None

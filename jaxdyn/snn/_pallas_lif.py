@@ -8,6 +8,11 @@ Backward kernel, in reverse time: with g_v the cotangent of v[t] arriving from s
 where g is the surrogate derivative and dv/du = 1 - V_th g (soft reset) or 1 - s - u g (hard reset);
 with ``detach_membrane=True`` (SLTT) v[t-1] is a constant, so g_v <- 0 after each step.
 
+The forward kernel fires with the same `charge_fire_reset` update as the jnp path (Heaviside without a
+gradient rule, NaN for a non-finite potential); the backward kernel mirrors what autodiff of the jnp
+path computes, written out by hand: sharing it with autodiff would need the jnp scan's O(T) residuals,
+which is what the kernel avoids.
+
 Off GPU/TPU the kernels run in Pallas interpret mode (`jax.experimental.pallas` only interprets on
 CPU), which is slower than the `jax.lax.scan` path, so `jaxdyn.snn.lif_multistep` (jnp) stays the
 default and this is opt-in.
@@ -22,22 +27,20 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.typing import ArrayLike
 
-from jaxdyn.snn._lif import LIFConfig
-from jaxdyn.snn._surrogate import _REGISTRY, _resolve
+from jaxdyn import _validation
+from jaxdyn.snn._lif import LIFConfig, charge_fire_reset, time_major
+from jaxdyn.snn._surrogate import _resolve, heaviside, slope
 
 __all__ = ["lif_multistep_pallas"]
 
 
 def _forward_kernel(cfg: LIFConfig, num_steps: int):
-  lam, v_th, soft = cfg.lam, cfg.v_th, cfg.reset == "soft"
-
   def kernel(i_ref, v0_ref, s_ref, u_ref, vt_ref):
     def body(t, v):
-      u = lam * v + i_ref[pl.ds(t, 1), :]
-      s = (u >= v_th).astype(u.dtype)
+      u, s, v = charge_fire_reset(cfg, v, i_ref[pl.ds(t, 1), :], heaviside)
       s_ref[pl.ds(t, 1), :] = s
       u_ref[pl.ds(t, 1), :] = u
-      return u - v_th * s if soft else u * (1.0 - s)
+      return v
 
     vt_ref[...] = jax.lax.fori_loop(0, num_steps, body, v0_ref[...])
 
@@ -46,14 +49,13 @@ def _forward_kernel(cfg: LIFConfig, num_steps: int):
 
 def _backward_kernel(cfg: LIFConfig, num_steps: int, detach: bool, name: str, alpha: float):
   lam, v_th, soft = cfg.lam, cfg.v_th, cfg.reset == "soft"
-  derivative = _REGISTRY[name].derivative
 
   def kernel(u_ref, ds_ref, dvt_ref, di_ref, dv0_ref):
     def body(j, g_v):
       t = num_steps - 1 - j
       u = u_ref[pl.ds(t, 1), :]
-      sg = derivative(u - v_th, alpha).astype(u.dtype)
-      dv_du = 1.0 - v_th * sg if soft else (1.0 - (u >= v_th).astype(u.dtype)) - u * sg
+      sg = slope(name, u - v_th, alpha)
+      dv_du = 1.0 - v_th * sg if soft else (1.0 - heaviside(u - v_th)) - u * sg
       du = ds_ref[pl.ds(t, 1), :] * sg + g_v * dv_du
       di_ref[pl.ds(t, 1), :] = du
       return jnp.zeros_like(du) if detach else lam * du
@@ -116,7 +118,7 @@ def lif_multistep_pallas(
   the backward kernel runs the surrogate-gradient recursion in reverse time (see the module docstring).
 
   Args:
-    currents: ``(T, ...)`` input currents (floating).
+    currents: ``(T, ...)`` input currents, T >= 1 (integers become the default float).
     v0: initial membrane potential ``(...)``; None for zeros.
     tau, v_th, reset, surrogate, alpha: the LIF neuron (`jaxdyn.snn.lif_step`).
     detach_membrane: SLTT's constant v[t-1]: gradients do not flow between steps.
@@ -124,7 +126,8 @@ def lif_multistep_pallas(
     interpret: Pallas interpret mode; None chooses it off GPU/TPU (the only mode that runs on CPU).
 
   Returns:
-    ``(spikes (T, ...), v_T (...))``.
+    ``(spikes (T, ...), v_T (...))``, as `jaxdyn.snn.lif_multistep`: NaN spikes from a non-finite
+    potential on; zero neurons give empty arrays without launching a kernel.
 
   Example:
     >>> import jax.numpy as jnp
@@ -136,21 +139,18 @@ def lif_multistep_pallas(
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
   cfg = LIFConfig(tau=tau, v_th=v_th, reset=reset, surrogate=surrogate, alpha=alpha)
-  name, a = _resolve(surrogate, alpha)
-  if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 or block_size & (block_size - 1):
+  name, a = _resolve(cfg.surrogate, cfg.alpha)
+  block_size = _validation.check_int("block_size", block_size, lower=1)
+  if block_size & (block_size - 1):
     raise ValueError(f"block_size: must be a power of two, got {block_size!r}")
-  currents = jnp.asarray(currents)
-  if not jnp.issubdtype(currents.dtype, jnp.floating):
-    raise ValueError(f"currents: must be floating, got dtype {currents.dtype}")
-  if currents.ndim < 1 or currents.shape[0] < 1:
-    raise ValueError(f"currents: need a leading time axis of length >= 1, got shape {currents.shape}")
+  currents, v0 = time_major(currents, v0)
+  cfg.check_dtype(currents)
   num_steps, shape = currents.shape[0], currents.shape[1:]
-  v0 = jnp.zeros(shape, currents.dtype) if v0 is None else jnp.asarray(v0, currents.dtype)
-  if v0.shape != shape:
-    raise ValueError(f"v0: shape {v0.shape} does not match currents.shape[1:] = {shape}")
+  if v0.size == 0:  # no neurons: nothing to run
+    return jnp.zeros(currents.shape, currents.dtype), v0
   if interpret is None:
     interpret = jax.default_backend() not in ("gpu", "tpu")
-  n = max(1, int(jnp.size(v0)))
+  n = int(v0.size)
   block = min(block_size, 1 << (n - 1).bit_length())
   padded = -(-n // block) * block
   flat = jnp.pad(currents.reshape(num_steps, n), ((0, 0), (0, padded - n)))

@@ -43,38 +43,28 @@ class SpikingPreActResNet18(SpikingImageClassifier):
   step. 17 LIF layers, so the carry is a tuple of 17 membrane arrays.
 
   Args:
-    in_channels: input channels.
-    num_classes: number of outputs.
-    width: channels of the first stage (64 in the paper).
-    num_steps: T (6 in the paper's CIFAR runs).
-    dropout_rate: dropout inside each block and before the readout, masks fixed over T.
-    encoder: ``"direct"`` (the paper) or ``"poisson"``.
-    tau, v_th, reset, surrogate, alpha: the LIF neuron.
-    rngs: ``nnx.Rngs``.
+    in_channels, num_classes, width, num_steps, dropout_rate, encoder, tau, v_th, reset, surrogate,
+      alpha, rngs: the shared constructor's (``jaxdyn.snn._base.SpikingImageClassifier``); here
+      ``dropout_rate`` drops inside each block and before the readout, masks fixed over T.
 
   Returns:
-    (on call) mean over steps of o_t (and the mean pooled spikes with ``return_features``).
+    (on call) the mean over steps of o_t; with ``return_features``, also the mean pooled spikes of the
+    last LIF layer.
 
   Example:
     >>> import jax.numpy as jnp
     >>> from flax import nnx
+    >>> x = jnp.ones((2, 8, 8, 3))
     >>> m = SpikingPreActResNet18(3, 10, width=4, num_steps=2, rngs=nnx.Rngs(0))
-    >>> m(jnp.ones((2, 8, 8, 3))).shape
-    (2, 10)
+    >>> m(x).shape, len(m.carry_shape(x))  # 17 membranes in the carry
+    ((2, 10), 17)
 
   References:
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
 
-  def __init__(self, in_channels: int, num_classes: int, *, width: int = 64, num_steps: int = 6,
-               dropout_rate: float = 0.0, encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0,
-               reset: str = "soft", surrogate: str = "triangle", alpha: float | None = None,
-               rngs: nnx.Rngs):
-    self._init_spiking(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate, tau=tau, v_th=v_th,
-                       reset=reset, surrogate=surrogate, alpha=alpha, in_channels=in_channels,
-                       num_classes=num_classes, width=width)
-    self.in_channels = in_channels
-    self.stem = Conv2d(in_channels, width, (3, 3), use_bias=False, kernel_init=conv_init(), rngs=rngs)
+  def build(self, num_classes: int, width: int, *, rngs: nnx.Rngs) -> None:
+    self.stem = Conv2d(self.in_channels, width, (3, 3), use_bias=False, kernel_init=conv_init(), rngs=rngs)
     blocks, cin = [], width
     for i in range(4):
       for j in range(2):

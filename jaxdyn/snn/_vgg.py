@@ -28,14 +28,9 @@ class SpikingVGG11(SpikingImageClassifier):
   its 32x32 / 48x48 inputs, i.e. a linear map of the 512 pooled spikes, which is what this has.
 
   Args:
-    in_channels: input channels.
-    num_classes: number of outputs.
-    width: channels of the first stage (64 in the paper).
-    num_steps: T.
-    dropout_rate: dropout after every LIF layer, mask fixed over T.
-    encoder: ``"direct"`` or ``"poisson"``.
-    tau, v_th, reset, surrogate, alpha: the LIF neuron.
-    rngs: ``nnx.Rngs``.
+    in_channels, num_classes, width, num_steps, dropout_rate, encoder, tau, v_th, reset, surrogate,
+      alpha, rngs: the shared constructor's (``jaxdyn.snn._base.SpikingImageClassifier``); here
+      ``dropout_rate`` drops after every LIF layer, the mask fixed over T.
 
   Returns:
     (on call) mean over steps of o_t (and the mean pooled spikes with ``return_features``).
@@ -51,16 +46,9 @@ class SpikingVGG11(SpikingImageClassifier):
     Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311; code https://github.com/qymeng94/SLTT.
   """
 
-  def __init__(self, in_channels: int, num_classes: int, *, width: int = 64, num_steps: int = 6,
-               dropout_rate: float = 0.0, encoder: str = "direct", tau: float = 1.1, v_th: float = 1.0,
-               reset: str = "soft", surrogate: str = "triangle", alpha: float | None = None,
-               rngs: nnx.Rngs):
-    self._init_spiking(num_steps=num_steps, encoder=encoder, dropout_rate=dropout_rate, tau=tau, v_th=v_th,
-                       reset=reset, surrogate=surrogate, alpha=alpha, in_channels=in_channels,
-                       num_classes=num_classes, width=width)
-    self.in_channels = in_channels
+  def build(self, num_classes: int, width: int, *, rngs: nnx.Rngs) -> None:
     convs, norms, stage_ends = [], [], []
-    cin = in_channels
+    cin = self.in_channels
     for stage in _VGG11:
       for mult in stage:
         cout = mult * width

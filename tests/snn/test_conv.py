@@ -38,3 +38,15 @@ def test_module_matches_nnx_conv_and_errors():
   np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="stride: must be an int >= 1"):
     conv2d(x, jnp.ones((3, 3, 2, 4)), stride=0)
+
+
+def test_numpy_stride_empty_batch_and_kernel_size():
+  x = jax.random.normal(jax.random.key(4), (2, 6, 6, 2))
+  kernel = jax.random.normal(jax.random.key(5), (3, 3, 2, 3))
+  # Before: np.int64(2) was refused ("stride: must be an int >= 1, got np.int64(2)").
+  np.testing.assert_array_equal(conv2d(x, kernel, stride=np.int64(2)), conv2d(x, kernel, stride=2))
+  assert conv2d(x[:0], kernel, stride=2).shape == (0, 3, 3, 3)
+  layer = Conv2d(np.int64(2), np.int32(3), (np.int64(3), 3), strides=np.int64(2), rngs=nnx.Rngs(0))
+  assert layer.kernel.shape == (3, 3, 2, 3) and layer(x).shape == (2, 3, 3, 3)
+  with pytest.raises(ValueError, match=r"kernel_size: must be a pair of ints >= 1"):
+    Conv2d(2, 3, 3, rngs=nnx.Rngs(0))

@@ -45,5 +45,22 @@ def test_errors():
     encode(jnp.ones(2), 0, encoder="latency")
   with pytest.raises(ValueError, match="key: a jax.random key is required"):
     encode(jnp.ones(2), 0, encoder="poisson")
-  with pytest.raises(ValueError, match=r"rate: must be a number in \[0, 1\)"):
+  with pytest.raises(ValueError, match=r"rate: must be a finite real number in \[0, 1\)"):
     fixed_dropout_masks(jax.random.key(0), jnp.ones(2), 1.0)
+
+
+def test_poisson_nonfinite_is_nan_and_numpy_scalars_and_keys():
+  key = jax.random.key(0)
+  x = jnp.array([0.3, jnp.nan, jnp.inf, -jnp.inf, 1.0])
+  out = np.asarray(poisson_encode(key, x, 2))  # before: NaN -> 0, +inf -> 1, -inf -> 0 (finite)
+  np.testing.assert_array_equal(np.isnan(out), [False, True, True, True, False])
+  assert out[4] == 1.0
+  np.testing.assert_array_equal(poisson_encode(key, x[:1], np.int64(2)), poisson_encode(key, x[:1], 2))
+  np.testing.assert_array_equal(fixed_dropout_masks(key, jnp.zeros((3, 4)), np.float32(0.5)),
+                                fixed_dropout_masks(key, jnp.zeros((3, 4)), 0.5))
+  with pytest.raises(TypeError, match="key: must be a jax.random key"):
+    encode(jnp.ones(2), 0, key="seed")  # checked whenever given, also for the direct encoder
+  with pytest.raises(TypeError, match="key: must be a jax.random key"):
+    fixed_dropout_masks(np.zeros(2, np.float32), jnp.ones(2), 0.0)
+  with pytest.raises(ValueError, match="t: must be an int >= 0"):
+    poisson_encode(key, x, -1)

@@ -68,10 +68,10 @@ def test_lif_module_is_the_step_function():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"tau": 1.0}, "tau: must be a number > 1"),
-    ({"tau": 0.5}, "tau: must be a number > 1"),
-    ({"v_th": 0.0}, "v_th: the threshold must be a number > 0"),
-    ({"v_th": -1.0}, "v_th: the threshold must be a number > 0"),
+    ({"tau": 1.0}, "tau: must be a real number > 1"),
+    ({"tau": 0.5}, "tau: must be a real number > 1"),
+    ({"v_th": 0.0}, "v_th: must be a finite real number > 0"),
+    ({"v_th": -1.0}, "v_th: must be a finite real number > 0"),
     ({"reset": "zero"}, r"reset: must be one of \['soft', 'hard'\]"),
     ({"surrogate": "erf"}, r"surrogate: must be one of \["),
 ])
@@ -80,3 +80,55 @@ def test_errors_name_the_argument(kwargs, match):
     lif_step(None, jnp.ones(2), **kwargs)
   with pytest.raises(ValueError, match=match):
     LIF(**kwargs)
+
+
+def test_nonfinite_threshold_is_rejected_and_overflow_named():
+  # Before: v_th = inf was accepted and gave v = u - inf * 0 = NaN for every neuron.
+  for kwargs in ({"v_th": float("inf")}, {"v_th": float("nan")}):
+    with pytest.raises(ValueError, match="v_th: must be a finite real number > 0"):
+      lif_step(None, jnp.ones(2), **kwargs)
+  with pytest.raises(ValueError, match=r"v_th: must be a finite real number in \(0, 3.40282e\+38\]"):
+    lif_step(None, jnp.ones(2, jnp.float32), v_th=1e39)  # finite, but inf in float32
+  with pytest.raises(ValueError, match=r"v_th: must be a finite real number in \(0, 65504\]"):
+    lif_multistep(jnp.ones((2, 3), jnp.float16), v_th=1e5)
+  s, v = lif_step(None, jnp.array([1e30, 5.0]), v_th=1e30)  # large but representable: computes
+  np.testing.assert_array_equal(s, [1.0, 0.0])
+  np.testing.assert_array_equal(v, [0.0, 5.0])
+
+
+def test_tau_infinity_is_integrate_and_fire():
+  s, v = lif_multistep(jnp.full((3, 1), 0.4), tau=float("inf"))  # lam = 1: 0.4, 0.8, 1.2 -> fires at t = 3
+  np.testing.assert_array_equal(s[:, 0], [0.0, 0.0, 1.0])
+  np.testing.assert_allclose(v, [0.2], rtol=1e-6)
+
+
+def test_numpy_scalars_are_numbers():
+  # Before: np.float32(2.0) for tau was refused with "tau: must be a number > 1 ..., got np.float32(2.0)".
+  i = jnp.array([[0.6, 1.3], [0.9, 0.2], [0.7, 1.1]])
+  ref = lif_multistep(i, tau=2.0, v_th=0.8, alpha=2.0)
+  for tau, v_th, alpha in ((np.float32(2.0), np.float64(0.8), np.float32(2.0)),
+                           (np.asarray(2.0), np.asarray(0.8, np.float32), np.int64(2))):
+    got = lif_multistep(i, tau=tau, v_th=v_th, alpha=alpha)
+    for a, b in zip(got, ref):
+      np.testing.assert_allclose(a, b, rtol=1e-6)
+    for a, b in zip(lif_step(None, i[0], tau=tau, v_th=v_th), lif_step(None, i[0], tau=2.0, v_th=0.8)):
+      np.testing.assert_allclose(a, b, rtol=1e-6)
+  cfg = LIFConfig(tau=np.float32(1.5), v_th=np.int64(2))
+  assert cfg == LIFConfig(tau=1.5, v_th=2.0) and type(cfg.tau) is float and type(cfg.v_th) is float
+  assert LIF(tau=np.float32(1.5)).config.tau == 1.5
+  with pytest.raises(ValueError, match="tau: must be a real number > 1"):
+    LIFConfig(tau=True)
+
+
+def test_nonfinite_currents_propagate_and_empty_neurons_are_empty():
+  # NaN / inf currents: NaN spikes and membranes from that step on (a silent 0 or 1 before).
+  i = jnp.array([[0.5, 0.5, 0.5], [jnp.nan, jnp.inf, 0.7], [0.2, 0.2, 0.2]])
+  s, v = jax.jit(lif_multistep)(i)
+  np.testing.assert_array_equal(np.isnan(s), [[False] * 3, [True, True, False], [True, True, False]])
+  np.testing.assert_array_equal(np.isnan(v), [True, True, False])
+  s, v = lif_multistep(jnp.ones((4, 0, 3)))
+  assert s.shape == (4, 0, 3) and v.shape == (0, 3)
+  s, v = lif_step(jnp.zeros((0, 2)), jnp.ones((0, 2)))
+  assert s.shape == v.shape == (0, 2)
+  with pytest.raises(ValueError, match=r"currents: need a leading time axis of length >= 1"):
+    lif_multistep(jnp.ones((0, 3)))

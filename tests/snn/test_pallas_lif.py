@@ -46,7 +46,23 @@ def test_default_v0_and_errors():
   np.testing.assert_allclose(v, v_ref, rtol=1e-6)
   with pytest.raises(ValueError, match="block_size: must be a power of two"):
     lif_multistep_pallas(currents, block_size=96)
-  with pytest.raises(ValueError, match="tau: must be a number > 1"):
+  with pytest.raises(ValueError, match="tau: must be a real number > 1"):
     lif_multistep_pallas(currents, tau=1.0)
   with pytest.raises(ValueError, match=r"v0: shape \(3,\) does not match"):
     lif_multistep_pallas(currents, jnp.zeros(3))
+
+
+def test_empty_neuron_set_nonfinite_currents_and_numpy_scalars():
+  # N = 0: before, a reshape TypeError ("cannot reshape array of shape (3, 0, 4) into shape (3, 1)").
+  s, v = lif_multistep_pallas(jnp.ones((3, 0, 4)), interpret=True)
+  assert s.shape == (3, 0, 4) and v.shape == (0, 4)
+  # A NaN / inf current fires NaN from its step on, exactly as the jnp path does.
+  currents = jnp.array([[0.5, 0.5, 0.5], [jnp.nan, -jnp.inf, 0.7], [0.2, 0.2, 0.2]])
+  s, v = lif_multistep_pallas(currents, block_size=np.int64(2), tau=np.float32(1.5), interpret=True)
+  s_ref, v_ref = lif_multistep(currents, tau=1.5)
+  np.testing.assert_array_equal(s, s_ref)
+  np.testing.assert_array_equal(v, v_ref)
+  np.testing.assert_array_equal(np.isnan(s[:, 0]), [False, True, True])
+  # Integer currents become floats (before: "currents: must be floating").
+  s, _ = lif_multistep_pallas(jnp.array([[1, 0], [0, 2]]), interpret=True)
+  np.testing.assert_array_equal(s, [[1.0, 0.0], [0.0, 1.0]])

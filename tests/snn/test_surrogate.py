@@ -64,9 +64,36 @@ def test_register_surrogate_is_used_by_spike_and_lif():
 def test_errors_name_the_argument_and_valid_values():
   with pytest.raises(ValueError, match=r"surrogate: must be one of \[.*'rectangle'.*'sigmoid'.*'triangle'"):
     spike(0.0, surrogate="relu")
-  with pytest.raises(ValueError, match="alpha: must be a number > 0"):
+  with pytest.raises(ValueError, match=r"alpha: must be a finite real number in \[0.0001, 10000\]"):
     spike(0.0, alpha=0.0)
   with pytest.raises(ValueError, match="name: 'triangle' is a built-in surrogate"):
     register_surrogate("triangle", lambda x, a: x)
-  with pytest.raises(ValueError, match="derivative: must be a callable"):
+  with pytest.raises(TypeError, match="derivative: must be a callable"):
     register_surrogate("bad", 3.0)
+
+
+def test_nonfinite_inputs_give_nan_spikes_and_derivatives():
+  # Before: H(nan) = 0, H(+inf) = 1, H(-inf) = 0 (finite), so a NaN never reached the loss.
+  x = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 0.0, -0.5])
+  for name in SURROGATES:
+    np.testing.assert_array_equal(spike(x, surrogate=name), [np.nan, np.nan, np.nan, 1.0, 0.0])
+    d = np.asarray(surrogate_derivative(x, surrogate=name))
+    assert np.isnan(d[:3]).all() and np.isfinite(d[3:]).all()
+  assert np.isnan(jax.grad(lambda x: spike(x))(jnp.nan))
+  assert np.isnan(jax.jit(spike)(jnp.float32(jnp.inf)))
+
+
+def test_alpha_range_numpy_scalars_and_half_precision():
+  # Sharp triangle in float16: a - a^2 |x| overflowed (a^2 = 1e8 -> inf, inf * 0 = NaN at x = 0).
+  g = jax.grad(lambda x: spike(x, alpha=1e4))(jnp.float16(0.0))
+  assert g.dtype == jnp.float16 and float(g) == 1e4
+  assert float(jax.grad(lambda x: spike(x, alpha=1e4))(jnp.float16(0.5))) == 0.0
+  np.testing.assert_allclose(surrogate_derivative(X, alpha=np.float32(2.0)), formula("triangle", X, 2.0),
+                             rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(surrogate_derivative(X, surrogate="sigmoid", alpha=np.asarray(4.0)),
+                                surrogate_derivative(X, surrogate="sigmoid"))
+  for bad in (1e5, 1e-5, float("inf")):
+    with pytest.raises(ValueError, match=r"alpha: must be a finite real number in \[0.0001, 10000\]"):
+      spike(0.0, alpha=bad)
+  with pytest.raises(TypeError, match="name: must be a non-empty string"):
+    register_surrogate(3, lambda x, a: x)

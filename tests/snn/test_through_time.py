@@ -65,28 +65,43 @@ def tt(mode, p, x, y, **kw):
   return through_time_loss(mlp_step, p, jnp.int32(0), x, y, num_steps=T, mode=mode, **kw)
 
 
-def test_bptt_equals_grad_of_unrolled_network():
-  p, x, y = problem()
-  (loss, aux), g = jvg(lambda p: tt("bptt", p, x, y), has_aux=True)(p)
+def check_against_unrolled(mode, p, x, y, *, rtol=1e-6, grad_rtol=1e-5, atol=1e-6):
+  """Loss and gradients of ``mode`` equal the unrolled loop's (SLTT: the carry stopped between steps)."""
+  (loss, aux), g = jvg(lambda p: tt(mode, p, x, y), has_aux=True)(p)
   (ref, _), g_ref = jvg(
-      lambda p: unrolled(mlp_step, p, 0, x, y, stop_carry=False), has_aux=True)(p)
-  np.testing.assert_allclose(loss, ref, rtol=1e-6)
-  assert_trees_close(g, g_ref)
+      lambda p: unrolled(mlp_step, p, 0, x, y, stop_carry=mode == "sltt"), has_aux=True)(p)
+  np.testing.assert_allclose(loss, ref, rtol=rtol)
+  assert_trees_close(g, g_ref, rtol=grad_rtol, atol=atol)
+  return loss, aux, g
+
+
+def test_bptt_equals_grad_of_unrolled_network():
+  _, aux, _ = check_against_unrolled("bptt", *problem())
   assert int(aux.state) == T
 
 
 def test_sltt_equals_unrolled_with_stopped_membrane_and_differs_from_bptt():
   p, x, y = problem()
-  (loss, aux), g = jvg(lambda p: tt("sltt", p, x, y), has_aux=True)(p)
-  (ref, _), g_ref = jvg(
-      lambda p: unrolled(mlp_step, p, 0, x, y, stop_carry=True), has_aux=True)(p)
-  np.testing.assert_allclose(loss, ref, rtol=1e-6)
-  assert_trees_close(g, g_ref)
+  _, aux, g = check_against_unrolled("sltt", p, x, y)
   g_bptt = jg(lambda p: tt("bptt", p, x, y)[0])(p)
   assert float(jnp.abs(g["w1"] - g_bptt["w1"]).max()) > 1e-3  # the temporal path matters here
   # Same forward: outputs, state and final carry agree with BPTT's.
   _, aux_b = tt("bptt", p, x, y)
   assert_trees_close(aux, aux_b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["bptt", "sltt"])
+def test_float64_parameters_train_in_float64(mode):
+  # Before: the loss accumulator was float32, so lax.scan raised a TypeError (carry float32 in,
+  # float64 out) for float64 parameters.
+  p, x, y = problem()
+  loss32 = tt(mode, p, x, y)[0]
+  with jax.enable_x64(True):
+    p64, x64 = jax.tree.map(lambda a: np.asarray(a, np.float64), (p, x))
+    loss, _, g = check_against_unrolled(mode, p64, x64, y, rtol=1e-13, grad_rtol=1e-12, atol=1e-13)
+    assert loss.dtype == jnp.float64 and all(a.dtype == jnp.float64 for a in jax.tree.leaves(g))
+  assert loss32.dtype == jnp.float32
+  np.testing.assert_allclose(loss, loss32, rtol=1e-5)
 
 
 def test_sltt_k_with_k_equal_t_is_sltt():
@@ -106,6 +121,99 @@ def test_sltt_k_keeps_only_the_sampled_steps_and_reports_the_full_loss():
       lambda p: unrolled(mlp_step, p, 0, x, y, stop_carry=True, steps=chosen)[0])(p)
   np.testing.assert_allclose(loss, ref, rtol=1e-6)  # loss over all T steps, divided by T
   assert_trees_close(g, g_ref)
+
+
+def test_sltt_k_explicit_steps_equal_the_draw_that_picks_them():
+  p, x, y = problem(2)
+  key = jax.random.key(4)
+  mask = sample_steps(key, T, 2)
+  loss_key, g_key = jvg(lambda p: tt("sltt_k", p, x, y, k=2, key=key)[0])(p)
+  for steps, k in ((mask, 2), (np.asarray(mask), None), (np.flatnonzero(mask).tolist(), 2),
+                   (tuple(np.flatnonzero(mask)[::-1]), None)):
+    loss, g = jvg(lambda p: tt("sltt_k", p, x, y, k=k, steps=steps)[0])(p)  # no key needed
+    assert_trees_close(g, g_key, rtol=0, atol=0)
+    np.testing.assert_array_equal(loss, loss_key)
+  # A traced mask: jit over the steps, one compilation for every choice.
+  g_of = jax.jit(jax.grad(lambda p, m: tt("sltt_k", p, x, y, steps=m)[0]))
+  assert_trees_close(g_of(p, mask), g_key, rtol=0, atol=0)
+  g_first = jg(lambda p: tt("sltt_k", p, x, y, steps=[0])[0])(p)
+  assert_trees_close(g_of(p, jnp.array([True, False, False, False])), g_first, rtol=0, atol=0)
+
+
+def test_sltt_k_steps_hand_check():
+  # o_t = (t + 1) x w and l(o_t) = sum(o_t): L = (1/T) sum_t (t + 1) x w, so the SLTT-K gradient over
+  # the trained steps S is (1/T) sum_{t in S} (t + 1) x^T, while the loss still sums every step.
+  def step(w, state, carry, x, t):
+    return (t + 1.0) * (x @ w), carry, state
+
+  def total(*, logits, labels):
+    del labels
+    return jnp.sum(logits)
+
+  x, w = jnp.array([[1.0, 2.0]]), jnp.ones((2, 1))
+  for steps, weight in (([0, 2], (1 + 3) / 3), ([1], 2 / 3), (np.array([True, True, True]), (1 + 2 + 3) / 3)):
+    loss, g = jax.value_and_grad(lambda w: through_time_loss(step, w, None, x, jnp.zeros(1), num_steps=3,
+                                                             mode="sltt_k", steps=steps, loss_fn=total)[0])(w)
+    np.testing.assert_allclose(g, weight * x.T, rtol=1e-6)
+    np.testing.assert_allclose(loss, (1 + 2 + 3) * 3.0 / 3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("steps,match", [
+    ([0, 1, 2], r"steps: must select exactly k = 2 of the 4 steps, got 3"),
+    ([0, 0], r"steps: step indices must be distinct"),
+    ([1, 4], r"steps: step indices must lie in \[0, 4\)"),
+    ([-1, 2], r"steps: step indices must lie in \[0, 4\)"),
+    (np.array([True, False, True]), r"steps: a bool mask must have shape \(4,\)"),
+    ([], r"steps: must select exactly k = 2 of the 4 steps, got 0"),
+])
+def test_steps_errors_name_the_argument(steps, match):
+  p, x, y = problem()
+  with pytest.raises(ValueError, match=match):
+    tt("sltt_k", p, x, y, k=2, steps=steps)
+  with pytest.raises(TypeError, match="steps: must be a bool"):
+    tt("sltt_k", p, x, y, steps=[0.5, 1.0])
+  with pytest.raises(ValueError, match="steps: only used with mode='sltt_k'"):
+    tt("sltt", p, x, y, steps=[0, 1])
+
+
+def test_policy_labels_empty_batch_keys_and_numpy_scalars():
+  p, x, y = problem()
+  with pytest.raises(ValueError, match=r"labels: must lie in \[0, 3\)"):
+    tt("sltt", p, x, y.at[2].set(3))
+  with pytest.raises(ValueError, match=r"labels: must lie in \[0, 3\)"):
+    tt("bptt", p, x, y.at[0].set(-1))  # a negative label never wraps to the last class
+  # Under jit an out-of-range label cannot be checked: the loss is NaN, never a plausible number.
+  loss = jax.jit(lambda y: tt("sltt", p, x, y)[0])(y.at[2].set(7))
+  assert np.isnan(loss)
+  # Empty batch (before: a NaN mean of nothing, silently).
+  with pytest.raises(ValueError, match="labels: must hold at least one"):
+    tt("sltt", p, x[:0], y[:0])
+  with pytest.raises(TypeError, match="key: must be a jax.random key"):
+    tt("sltt", p, x, y, key="seed")
+  with pytest.raises(ValueError, match="loss_fn: must return a scalar"):
+    tt("sltt", p, x, y, loss_fn=lambda *, logits, labels: logits.sum(0))
+  ref = tt("sltt_k", p, x, y, k=2, key=jax.random.key(1))[0]
+  got = through_time_loss(mlp_step, p, jnp.int32(0), x, y, num_steps=np.int64(T), mode="sltt_k", k=np.int32(2),
+                          key=jax.random.key(1), lam_l=np.float32(0.05), unroll=np.int64(2))[0]
+  np.testing.assert_allclose(got, ref, rtol=1e-6)
+  np.testing.assert_array_equal(sample_steps(jax.random.key(1), np.int64(T), np.int32(2)),
+                                sample_steps(jax.random.key(1), T, 2))
+
+
+def test_sltt_step_loss_nonfinite_logits_and_traced_labels_give_nan():
+  logits = jnp.array([[2.0, -jnp.inf, 0.5], [0.1, 0.2, 0.3]])
+  y = jnp.array([0, 2])
+  # lam_L = 0: a -inf logit of a wrong class left the cross-entropy finite (1.13...) before.
+  assert np.isnan(sltt_step_loss(logits=logits, labels=y, lam_l=0.0))
+  assert not np.isfinite(sltt_step_loss(logits=logits, labels=y))
+  ok = jnp.array([[2.0, 0.0, 0.5], [0.1, 0.2, 0.3]])
+  f = jax.jit(lambda y: sltt_step_loss(logits=ok, labels=y, lam_l=0.0))
+  assert np.isnan(f(jnp.array([0, 3]))) and np.isnan(f(jnp.array([-1, 2])))
+  np.testing.assert_allclose(f(y), sltt_step_loss(logits=ok, labels=y, lam_l=0.0), rtol=1e-6)
+  with pytest.raises(ValueError, match="logits: must hold at least one"):
+    sltt_step_loss(logits=jnp.zeros((0, 3)), labels=jnp.zeros(0, int))
+  np.testing.assert_allclose(sltt_step_loss(logits=ok, labels=y, lam_l=np.float32(0.5), mse_target=np.int64(1)),
+                             sltt_step_loss(logits=ok, labels=y, lam_l=0.5), rtol=1e-6)
 
 
 def test_sampled_steps_are_k_distinct_and_uniform():
@@ -152,12 +260,12 @@ def test_spiking_loss_writes_batchnorm_state_back_into_the_model(numpy_init):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"mode": "rtrl"}, r"mode: must be one of \['bptt', 'sltt', 'sltt_k'\]"),
-    ({"mode": "sltt_k", "k": T + 1, "key": jax.random.key(0)}, r"k: must be an int with 1 <= k <= num_steps = 4"),
-    ({"mode": "sltt_k", "k": 0, "key": jax.random.key(0)}, r"k: must be an int with 1 <= k <= num_steps = 4"),
+    ({"mode": "sltt_k", "k": T + 1, "key": jax.random.key(0)}, r"k: must be an int in \[1, 4\]"),
+    ({"mode": "sltt_k", "k": 0, "key": jax.random.key(0)}, r"k: must be an int in \[1, 4\]"),
     ({"mode": "sltt_k", "key": jax.random.key(0)}, r"k: mode='sltt_k' needs k"),
     ({"mode": "sltt_k", "k": 2}, "key: mode='sltt_k' needs a jax.random key"),
     ({"mode": "sltt", "k": 2}, "k: only used with mode='sltt_k'"),
-    ({"lam_l": 1.5}, r"lam_l: must be a number in \[0, 1\]"),
+    ({"lam_l": 1.5}, r"lam_l: must be a finite real number in \[0, 1\]"),
     ({"num_steps": 0}, "num_steps: must be an int >= 1"),
 ])
 def test_errors_name_the_argument(kwargs, match):
