@@ -7,6 +7,8 @@ probabilities (soft labels) of the shape of `logits`.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -21,18 +23,25 @@ __all__ = [
 ]
 
 
-def _check_labels(logits: jax.Array, labels: ArrayLike) -> jax.Array:
-  """Validates integer class ids or soft labels against `logits`; returns them as an array."""
+def _prepare(logits: ArrayLike, labels: ArrayLike) -> tuple[jax.Array, jax.Array]:
+  """Validates logits (at least one example and one class) and their labels; returns arrays."""
+  logits = jnp.asarray(logits)
   labels = jnp.asarray(labels)
+  if logits.ndim < 1:
+    raise ValueError(f"logits: must have a trailing class axis, got shape {logits.shape}")
   if jnp.issubdtype(labels.dtype, jnp.integer):
     _validation.check_labels_for_logits("labels", labels, logits)
   elif jnp.issubdtype(labels.dtype, jnp.floating):
     _validation.check_soft_labels("labels", labels, logits)
   else:
-    raise ValueError(
-        f"`labels` must be integer class ids or floating per-class probabilities, got dtype "
-        f"{labels.dtype}.")
-  return labels
+    raise ValueError(f"labels: must be integer class ids or floating per-class probabilities, got "
+                     f"dtype {labels.dtype}")
+  for axis in range(logits.ndim - 1):
+    _validation.check_nonempty("logits", logits, axis=axis)
+  _validation.check_nonempty("logits", logits, axis=logits.ndim - 1, what="classes")
+  if not jnp.issubdtype(logits.dtype, jnp.floating):
+    logits = logits.astype(jnp.float32)
+  return logits, labels
 
 
 def _targets(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -42,19 +51,48 @@ def _targets(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return labels.astype(logits.dtype)
 
 
-def _logits(logits: ArrayLike) -> jax.Array:
-  logits = jnp.asarray(logits)
-  if logits.ndim < 1:
-    raise ValueError(f"`logits` must have a trailing class axis, got shape {logits.shape}.")
-  if not jnp.issubdtype(logits.dtype, jnp.floating):
-    logits = logits.astype(jnp.float32)
-  return logits
+@functools.partial(jax.jit, static_argnames="kind")
+def _loss(logits: jax.Array, labels: jax.Array, param: jax.Array | None, kind: str) -> jax.Array:
+  """Mean over the batch axes of -sum_k w_k y_k log p_k for `kind` "ce", "smoothing" or "focal".
+
+  NaN when a logit is not finite (-inf included: a zero target would hide it) or, for integer
+  labels, when a label is out of range (a zero one-hot row would hide it under `jit`).
+  """
+  targets = _targets(logits, labels)
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  if kind == "smoothing":
+    targets = (1.0 - param) * targets + param / logits.shape[-1]
+  if kind == "focal":
+    q = -jnp.expm1(log_p)  # 1 - p, accurate when p is close to 1.
+    positive = q > 0
+    # Where p == 1 exactly, log p = 0 and the term vanishes whatever the weight; the double `where`
+    # keeps the gradient of q**gamma finite there when gamma < 1.
+    targets = targets * jnp.where(positive, jnp.where(positive, q, 1.0) ** param, 0.0)
+  loss = -jnp.mean(jnp.sum(targets * log_p, axis=-1))
+  ok = jnp.all(jnp.isfinite(logits))
+  if jnp.issubdtype(labels.dtype, jnp.integer):
+    ok &= jnp.all(_validation.labels_valid(labels, logits.shape[-1]))
+  return _validation.nan_unless(ok, loss)
 
 
+_INPUTS = """Inputs: integer labels are range-checked eagerly (`labels: must lie in [0, K)`); under
+  `jit` an out-of-range label makes the loss NaN, and so does a NaN or an infinity (-inf included)
+  anywhere in `logits` or the soft labels. An empty batch (a batch axis of size 0) or K = 0 is
+  rejected."""
+
+
+def _doc(fn):
+  fn.__doc__ = fn.__doc__.replace("{inputs}", _INPUTS)
+  return fn
+
+
+@_doc
 def cross_entropy_loss(*, logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   """Mean softmax cross-entropy with integer class ids or soft labels.
 
   CE = mean_i [ -sum_k y_ik log softmax(z_i)_k ],  y_i = onehot(label_i) for integer labels.
+
+  {inputs}
 
   Args:
     logits: `(..., num_classes)` unnormalised log-probabilities z.
@@ -73,22 +111,18 @@ def cross_entropy_loss(*, logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     Used as the first term of RankMixup: Noh et al., ICCV 2023, https://arxiv.org/abs/2308.11990;
     code https://github.com/cvlab-yonsei/RankMixup.
   """
-  logits = _logits(logits)
-  return _ce(logits, _check_labels(logits, labels))
+  return _loss(*_prepare(logits, labels), None, "ce")
 
 
-@jax.jit
-def _ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  targets = _targets(logits, labels)
-  return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
-
-
+@_doc
 def label_smoothing_loss(
     *, logits: ArrayLike, labels: ArrayLike, smoothing: float = 0.1
 ) -> jax.Array:
   """Cross-entropy against labels smoothed towards the uniform distribution.
 
   y_ls = (1 - eps) y + eps / K,  loss = mean_i [ -sum_k y_ls,ik log softmax(z_i)_k ].
+
+  {inputs}
 
   Args:
     logits: `(..., num_classes)` logits z.
@@ -110,24 +144,18 @@ def label_smoothing_loss(
     NeurIPS 2019, https://arxiv.org/abs/1906.02629. A RankMixup baseline (Noh et al., ICCV 2023,
     https://arxiv.org/abs/2308.11990; https://github.com/cvlab-yonsei/RankMixup).
   """
-  _validation.check_real("smoothing", smoothing, lower=0.0)
-  if _validation.is_concrete(smoothing) and not float(smoothing) < 1.0:
-    raise ValueError(f"`smoothing` must be in [0, 1), got {smoothing!r}.")
-  logits = _logits(logits)
-  return _smoothed_ce(logits, _check_labels(logits, labels), smoothing)
+  _validation.check_rate("smoothing", smoothing)
+  return _loss(*_prepare(logits, labels), smoothing, "smoothing")
 
 
-@jax.jit
-def _smoothed_ce(logits: jax.Array, labels: jax.Array, smoothing: jax.Array) -> jax.Array:
-  targets = (1.0 - smoothing) * _targets(logits, labels) + smoothing / logits.shape[-1]
-  return _ce(logits, targets)
-
-
+@_doc
 def focal_loss(*, logits: ArrayLike, labels: ArrayLike, gamma: float = 3.0) -> jax.Array:
   """Focal loss: cross-entropy down-weighted by (1 - p)^gamma on confident classes.
 
   FL = mean_i [ -sum_k y_ik (1 - p_ik)^gamma log p_ik ],  p_i = softmax(z_i); with integer labels
   this is -(1 - p_iy)^gamma log p_iy. gamma = 0 is cross-entropy.
+
+  {inputs}
 
   Args:
     logits: `(..., num_classes)` logits z.
@@ -150,20 +178,7 @@ def focal_loss(*, logits: ArrayLike, labels: ArrayLike, gamma: float = 3.0) -> j
     ICCV 2023, https://arxiv.org/abs/2308.11990; https://github.com/cvlab-yonsei/RankMixup).
   """
   _validation.check_real("gamma", gamma, lower=0.0)
-  logits = _logits(logits)
-  return _focal(logits, _check_labels(logits, labels), gamma)
-
-
-@jax.jit
-def _focal(logits: jax.Array, labels: jax.Array, gamma: jax.Array) -> jax.Array:
-  targets = _targets(logits, labels)
-  log_p = jax.nn.log_softmax(logits, axis=-1)
-  q = -jnp.expm1(log_p)  # 1 - p, accurate when p is close to 1.
-  positive = q > 0
-  # Where p == 1 exactly, log p = 0 and the term vanishes whatever the weight; the double `where`
-  # keeps the gradient of q**gamma finite there when gamma < 1.
-  weight = jnp.where(positive, jnp.where(positive, q, 1.0) ** gamma, 0.0)
-  return -jnp.mean(jnp.sum(targets * weight * log_p, axis=-1))
+  return _loss(*_prepare(logits, labels), gamma, "focal")
 
 
 def mixup_cross_entropy_loss(*, logits: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -173,6 +188,9 @@ def mixup_cross_entropy_loss(*, logits: ArrayLike, labels: ArrayLike) -> jax.Arr
 
   With y~ = lam y_a + (1 - lam) y_b and CE linear in the target, this equals the usual
   lam CE(z~, y_a) + (1 - lam) CE(z~, y_b).
+
+  Inputs: a NaN or an infinity (-inf included) in `logits` or `labels` makes the loss NaN; an
+  empty batch or K = 0 is rejected.
 
   Args:
     logits: `(..., num_classes)` logits of the mixed inputs, e.g. `(M, B, num_classes)`.
@@ -192,7 +210,5 @@ def mixup_cross_entropy_loss(*, logits: ArrayLike, labels: ArrayLike) -> jax.Arr
     https://arxiv.org/abs/1710.09412. The mixup baseline of RankMixup (Noh et al., ICCV 2023,
     https://arxiv.org/abs/2308.11990; https://github.com/cvlab-yonsei/RankMixup).
   """
-  logits = _logits(logits)
-  labels = jnp.asarray(labels)
   _validation.check_soft_labels("labels", labels, logits)
-  return cross_entropy_loss(logits=logits, labels=labels)
+  return _loss(*_prepare(logits, labels), None, "ce")

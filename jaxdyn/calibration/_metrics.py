@@ -3,7 +3,9 @@
 All binned metrics use half-open bins (lo, hi]: a confidence exactly on an edge belongs to the lower
 bin, and the first bin is closed, [0, hi], so a confidence of 0 is counted. Bin ids come from
 comparisons against the interior edges and the per-bin sums from `jax.ops.segment_sum`, so every
-metric is jittable (with `num_bins` static), has fixed shapes and runs on sharded arrays.
+metric is jittable (with `num_bins` static), has fixed shapes and runs on sharded arrays. (The
+exception is `adaptive_calibration_error(..., official_compat=True)`, whose first bin is open below
+as in the authors' code.)
 
 To score averaged predictive probabilities p (an ensemble, a Bayesian posterior), pass `log(p)` as
 the logits: softmax(log p) = p.
@@ -12,6 +14,7 @@ the logits: softmax(log p) = p.
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
 from typing import NamedTuple
 
@@ -36,20 +39,48 @@ __all__ = [
 ]
 
 
+# Shared docstring text, substituted by `_doc` so that it is written once.
+_DOC = {
+    "{inputs}": """Inputs: `labels` are range-checked eagerly (`labels: must lie in [0, K)`). Under
+  `jit`, where they cannot be checked, an out-of-range label makes the result NaN, and so does a
+  NaN or an infinity (-inf included) anywhere in `logits`, eagerly or not. An empty batch (N = 0)
+  or K = 0 is rejected.""",
+    "{references}": """Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
+    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
+    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
+    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
+    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.""",
+}
 
-def _validate(logits: ArrayLike, labels: ArrayLike, num_bins: int | None = None):
+
+def _doc(fn):
+  for placeholder, text in _DOC.items():
+    fn.__doc__ = fn.__doc__.replace(placeholder, text)
+  return fn
+
+
+def validate(logits: ArrayLike, labels: ArrayLike, num_bins: int | None = None):
+  """Checks `(N, K)` logits (N, K >= 1), their labels and `num_bins`; returns them normalised.
+
+  Shared by the family (`fit_temperature` too); not exported.
+  """
   logits = jnp.asarray(logits)
   labels = jnp.asarray(labels)
   _validation.check_ndim("logits", logits, 2)
-  if logits.shape[0] < 1 or logits.shape[1] < 1:
-    raise ValueError(
-        f"`logits` must have shape (N, K) with N >= 1 and K >= 1, got {logits.shape}.")
+  _validation.check_nonempty("logits", logits)
+  _validation.check_nonempty("logits", logits, axis=1, what="classes")
   _validation.check_labels_for_logits("labels", labels, logits)
   if num_bins is not None:
-    _validation.check_int("num_bins", num_bins, lower=1)
+    num_bins = _validation.check_int("num_bins", num_bins, lower=1)
   if not jnp.issubdtype(logits.dtype, jnp.floating):
     logits = logits.astype(jnp.float32)
-  return logits, labels
+  return logits, labels, num_bins
+
+
+def _valid(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Scalar: every logit finite and every label in range (the traced half of the input policy)."""
+  return (jnp.all(jnp.isfinite(logits))
+          & jnp.all(_validation.labels_valid(labels, logits.shape[-1])))
 
 
 def _uniform_bin_ids(values: jax.Array, num_bins: int) -> jax.Array:
@@ -71,6 +102,22 @@ def _equal_mass_bin_ids(values: jax.Array, num_bins: int) -> jax.Array:
   return jnp.sum(values[..., None] > interior, axis=-1)
 
 
+def _interpolated_bin_ids(values: jax.Array, num_bins: int) -> tuple[jax.Array, jax.Array]:
+  """The authors' `AdaptiveECELoss` bins: (bin ids, whether each value is counted at all).
+
+  Edges e_0..e_B interpolate the sorted values linearly at positions b n / B (clamped to n - 1, as
+  `np.interp` does); the bins are (e_b, e_{b+1}], so values equal to e_0 = min fall in no bin.
+  """
+  n = values.shape[0]
+  positions = np.minimum(np.linspace(0, n, num_bins + 1), n - 1)
+  lo = np.floor(positions).astype(np.int32)
+  hi = np.minimum(lo + 1, n - 1)
+  frac = jnp.asarray(positions - lo, values.dtype)
+  ordered = jnp.sort(values)
+  edges = ordered[lo] + frac * (ordered[hi] - ordered[lo])
+  return jnp.sum(values[..., None] > edges[1:-1], axis=-1), values > edges[0]
+
+
 def _binned_error(signed: jax.Array, bin_ids: jax.Array, num_segments: int, n: int) -> jax.Array:
   # sum_b (|B_b| / n) |acc_b - conf_b| = sum_b |sum_{i in B_b} (hit_i - conf_i)| / n.
   sums = jax.ops.segment_sum(signed, bin_ids, num_segments=num_segments)
@@ -84,20 +131,24 @@ def _top(logits: jax.Array, labels: jax.Array):
   return probs, conf, hits
 
 
-@functools.partial(jax.jit, static_argnames="num_bins")
-def _ece(logits, labels, num_bins):
+def _ece(logits, labels, num_bins, official_compat):
+  del official_compat
   _, conf, hits = _top(logits, labels)
   return _binned_error(hits - conf, _uniform_bin_ids(conf, num_bins), num_bins, conf.shape[0])
 
 
-@functools.partial(jax.jit, static_argnames="num_bins")
-def _adaptive_ece(logits, labels, num_bins):
+def _adaptive_ece(logits, labels, num_bins, official_compat):
   _, conf, hits = _top(logits, labels)
-  return _binned_error(hits - conf, _equal_mass_bin_ids(conf, num_bins), num_bins, conf.shape[0])
+  if official_compat:
+    ids, counted = _interpolated_bin_ids(conf, num_bins)
+    signed = jnp.where(counted, hits - conf, jnp.zeros((), conf.dtype))
+  else:
+    ids, signed = _equal_mass_bin_ids(conf, num_bins), hits - conf
+  return _binned_error(signed, ids, num_bins, conf.shape[0])
 
 
-@functools.partial(jax.jit, static_argnames="num_bins")
-def _classwise_ece(logits, labels, num_bins):
+def _classwise_ece(logits, labels, num_bins, official_compat):
+  del official_compat
   probs = jax.nn.softmax(logits, axis=-1)
   n, k = probs.shape
   onehot = jax.nn.one_hot(labels, k, dtype=probs.dtype)
@@ -106,24 +157,40 @@ def _classwise_ece(logits, labels, num_bins):
   return total / k
 
 
-@jax.jit
-def _nll(logits, labels):
+def _nll(logits, labels, *_):
   log_p = jax.nn.log_softmax(logits, axis=-1)
   return -jnp.mean(jnp.take_along_axis(log_p, labels[:, None], axis=-1))
 
 
-@jax.jit
-def _brier(logits, labels):
+def _brier(logits, labels, *_):
   probs = jax.nn.softmax(logits, axis=-1)
   onehot = jax.nn.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
   return jnp.mean(jnp.sum((probs - onehot) ** 2, axis=-1))
 
 
-@jax.jit
-def _accuracy(logits, labels):
+def _accuracy(logits, labels, *_):
   return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
 
 
+_METRICS = {"accuracy": _accuracy, "ece": _ece, "adaptive_ece": _adaptive_ece,
+            "classwise_ece": _classwise_ece, "nll": _nll, "brier": _brier}
+
+
+@functools.partial(jax.jit, static_argnames=("names", "num_bins", "official_compat"))
+def _compute(logits, labels, names, num_bins=None, official_compat=False):
+  """The metrics `names` (keys of `_METRICS`), NaN unless the inputs are valid."""
+  ok = _valid(logits, labels)
+  return {name: _validation.nan_unless(
+      ok, _METRICS[name](logits, labels, num_bins, official_compat)) for name in names}
+
+
+def _metric(name: str, logits: ArrayLike, labels: ArrayLike, num_bins: int | None = None,
+            official_compat: bool = False) -> jax.Array:
+  logits, labels, num_bins = validate(logits, labels, num_bins)
+  return _compute(logits, labels, (name,), num_bins, bool(official_compat))[name]
+
+
+@_doc
 def expected_calibration_error(
     logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15
 ) -> jax.Array:
@@ -137,13 +204,15 @@ def expected_calibration_error(
 
   A confidence exactly on an edge goes to the lower bin, as in the authors' `ECELoss`.
 
+  {inputs}
+
   Args:
     logits: `(N, K)` logits.
     labels: `(N,)` integer class ids in [0, K).
     num_bins: number of equal-width bins B >= 1 (15 in RankMixup); static under `jit`.
 
   Returns:
-    A scalar in [0, 1].
+    The ECE, a scalar in [0, 1].
 
   Example:
     >>> import jax.numpy as jnp
@@ -152,18 +221,14 @@ def expected_calibration_error(
     0.4
 
   References:
-    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
-    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
-    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
-    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
-    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
+    {references}
   """
-  logits, labels = _validate(logits, labels, num_bins)
-  return _ece(logits, labels, num_bins)
+  return _metric("ece", logits, labels, num_bins)
 
 
+@_doc
 def adaptive_calibration_error(
-    logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15
+    logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, official_compat: bool = False
 ) -> jax.Array:
   """Adaptive ECE: the ECE sum over equal-mass bins of the top-1 confidence.
 
@@ -173,35 +238,44 @@ def adaptive_calibration_error(
 
     AdaECE = sum_b |sum_{i in B_b} (hit_i - c_i)| / N.
 
-  Deviation: the authors' `AdaptiveECELoss` interpolates edges at positions b N / B and keeps
-  (lo, hi] bins from the minimum, so it drops the least confident sample and gives unequal bins
-  (e.g. 2, ..., 2, 1 for N = 30, B = 15); the bins here hold floor or ceil of N / B samples each.
+  `official_compat=True` reproduces the authors' `AdaptiveECELoss` instead. It differs in three
+  ways: (1) the edges e_b, b = 0..B, interpolate the sorted confidences linearly at positions
+  b N / B (clamped to N - 1, as `np.interp` does) rather than sitting on order statistics;
+  (2) every bin is (e_b, e_{b+1}], the first one included, so the least confident sample (every
+  sample equal to the minimum e_0) falls in no bin and is dropped, while N still divides; (3) the
+  bins are unequal: 2, ..., 2, 1 samples for N = 30, B = 15, where the default holds floor or ceil
+  of N / B each. The edges are interpolated in the confidences' precision (float32), where the
+  authors interpolate in float64 and compare in float32; the two can differ only for a confidence
+  within a rounding error of an interpolated edge.
+
+  {inputs}
 
   Args:
     logits: `(N, K)` logits.
     labels: `(N,)` integer class ids in [0, K).
     num_bins: number of bins B >= 1; static under `jit`.
+    official_compat: bin as the authors' `AdaptiveECELoss` does (see above).
 
   Returns:
-    A scalar in [0, 1].
+    The adaptive ECE, a scalar in [0, 1].
 
   Example:
     >>> import jax.numpy as jnp
     >>> logits = jnp.log(jnp.array([[0.9, 0.1], [0.6, 0.4]]))
     >>> round(float(adaptive_calibration_error(logits, jnp.array([0, 0]), num_bins=2)), 4)
     0.25
+    >>> # Edges interpolated at [0, 1, 1] -> [0.6, 0.9, 0.9]: 0.6 is dropped, 0.9 in bin 1.
+    >>> round(float(adaptive_calibration_error(logits, jnp.array([0, 0]), num_bins=2,
+    ...                                        official_compat=True)), 4)  # (1 - 0.9) / 2
+    0.05
 
   References:
-    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
-    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
-    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
-    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
-    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
+    {references}
   """
-  logits, labels = _validate(logits, labels, num_bins)
-  return _adaptive_ece(logits, labels, num_bins)
+  return _metric("adaptive_ece", logits, labels, num_bins, official_compat)
 
 
+@_doc
 def classwise_calibration_error(
     logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15
 ) -> jax.Array:
@@ -215,13 +289,15 @@ def classwise_calibration_error(
   K is `logits.shape[-1]` (the authors' `ClasswiseECELoss` uses max(labels) + 1, which depends on
   the batch); p = 0 after underflow goes to the first bin.
 
+  {inputs}
+
   Args:
     logits: `(N, K)` logits.
     labels: `(N,)` integer class ids in [0, K).
     num_bins: number of equal-width bins B >= 1; static under `jit`.
 
   Returns:
-    A scalar in [0, 1].
+    The class-wise ECE, a scalar in [0, 1].
 
   Example:
     >>> import jax.numpy as jnp
@@ -230,18 +306,16 @@ def classwise_calibration_error(
     0.25
 
   References:
-    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
-    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
-    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
-    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
-    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
+    {references}
   """
-  logits, labels = _validate(logits, labels, num_bins)
-  return _classwise_ece(logits, labels, num_bins)
+  return _metric("classwise_ece", logits, labels, num_bins)
 
 
+@_doc
 def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   """Mean negative log-likelihood of the labels: NLL = -mean_i log softmax(z_i)_{y_i}.
+
+  {inputs}
 
   Args:
     logits: `(N, K)` logits.
@@ -256,20 +330,18 @@ def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     0.693...
 
   References:
-    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
-    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
-    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
-    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
-    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
+    {references}
   """
-  logits, labels = _validate(logits, labels)
-  return _nll(logits, labels)
+  return _metric("nll", logits, labels)
 
 
+@_doc
 def brier_score(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   """Multi-class Brier score: mean_i sum_k (softmax(z_i)_k - [y_i == k])^2, in [0, 2].
 
   Summed over classes, as in Brier (1950); some papers divide by K.
+
+  {inputs}
 
   Args:
     logits: `(N, K)` logits.
@@ -284,25 +356,23 @@ def brier_score(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     0.5
 
   References:
-    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
-    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
-    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
-    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
-    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
+    {references}
   """
-  logits, labels = _validate(logits, labels)
-  return _brier(logits, labels)
+  return _metric("brier", logits, labels)
 
 
+@_doc
 def accuracy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   """Top-1 accuracy: mean_i [argmax_k z_ik == y_i] (ties go to the lowest class index).
+
+  {inputs} A row with a NaN is therefore never counted as a prediction.
 
   Args:
     logits: `(N, K)` logits.
     labels: `(N,)` integer class ids in [0, K).
 
   Returns:
-    A scalar in [0, 1].
+    The fraction of correct predictions, a scalar in [0, 1].
 
   Example:
     >>> import jax.numpy as jnp
@@ -314,21 +384,25 @@ def accuracy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     Training for Network Calibration", ICCV 2023, https://arxiv.org/abs/2308.11990; code
     https://github.com/cvlab-yonsei/RankMixup.
   """
-  logits, labels = _validate(logits, labels)
-  return _accuracy(logits, labels)
+  return _metric("accuracy", logits, labels)
 
 
+@_doc
 def calibration_metrics(
-    logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15
+    logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, official_compat: bool = False
 ) -> dict[str, jax.Array]:
   """All calibration metrics at once: accuracy, ECE, adaptive ECE, class-wise ECE, NLL, Brier.
 
   Each entry equals the function of the same name (see their docstrings for the math).
 
+  {inputs}
+
   Args:
     logits: `(N, K)` logits.
     labels: `(N,)` integer class ids in [0, K).
     num_bins: bins of the three ECE variants, >= 1; static under `jit`.
+    official_compat: adaptive ECE only: the authors' `AdaptiveECELoss` binning (see
+      `adaptive_calibration_error`).
 
   Returns:
     A dict of scalars with keys "accuracy", "ece", "adaptive_ece", "classwise_ece", "nll", "brier".
@@ -340,26 +414,10 @@ def calibration_metrics(
     ['accuracy', 'adaptive_ece', 'brier', 'classwise_ece', 'ece', 'nll']
 
   References:
-    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
-    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
-    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
-    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
-    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
+    {references}
   """
-  logits, labels = _validate(logits, labels, num_bins)
-  return _calibration_metrics(logits, labels, num_bins)
-
-
-@functools.partial(jax.jit, static_argnames="num_bins")
-def _calibration_metrics(logits, labels, num_bins):
-  return {
-      "accuracy": _accuracy(logits, labels),
-      "ece": _ece(logits, labels, num_bins),
-      "adaptive_ece": _adaptive_ece(logits, labels, num_bins),
-      "classwise_ece": _classwise_ece(logits, labels, num_bins),
-      "nll": _nll(logits, labels),
-      "brier": _brier(logits, labels),
-  }
+  logits, labels, num_bins = validate(logits, labels, num_bins)
+  return _compute(logits, labels, tuple(_METRICS), num_bins, bool(official_compat))
 
 
 class ReliabilityBins(NamedTuple):
@@ -384,20 +442,26 @@ def _reliability_bins(logits, labels, num_bins):
   ids = _uniform_bin_ids(conf, num_bins)
   counts = jax.ops.segment_sum(jnp.ones_like(conf), ids, num_segments=num_bins)
   denom = jnp.maximum(counts, 1.0)
+  ok = _valid(logits, labels)
   return ReliabilityBins(
       edges=jnp.arange(num_bins + 1, dtype=conf.dtype) / num_bins,
-      counts=counts,
-      confidence=jax.ops.segment_sum(conf, ids, num_segments=num_bins) / denom,
-      accuracy=jax.ops.segment_sum(hits, ids, num_segments=num_bins) / denom,
+      counts=_validation.nan_unless(ok, counts),
+      confidence=_validation.nan_unless(
+          ok, jax.ops.segment_sum(conf, ids, num_segments=num_bins) / denom),
+      accuracy=_validation.nan_unless(
+          ok, jax.ops.segment_sum(hits, ids, num_segments=num_bins) / denom),
   )
 
 
+@_doc
 def reliability_bins(
     logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15
 ) -> ReliabilityBins:
   """Counts, mean confidence and accuracy in each equal-width confidence bin (lo, hi].
 
   ECE = sum_b counts_b / N * |accuracy_b - confidence_b|.
+
+  {inputs} Here "NaN" means that `counts`, `confidence` and `accuracy` are NaN throughout.
 
   Args:
     logits: `(N, K)` logits.
@@ -414,16 +478,13 @@ def reliability_bins(
     [0.0, 1.0]
 
   References:
-    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
-    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
-    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
-    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
-    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
+    {references}
   """
-  logits, labels = _validate(logits, labels, num_bins)
+  logits, labels, num_bins = validate(logits, labels, num_bins)
   return _reliability_bins(logits, labels, num_bins)
 
 
+@_doc
 def reliability_diagram(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -438,12 +499,15 @@ def reliability_diagram(
   the ECE in the legend. Bottom panel: the fraction of samples per bin. Uses matplotlib's Agg
   canvas directly, so it neither needs a display nor changes the global pyplot backend.
 
+  A host-side function: a NaN or an infinity (-inf included) in `logits` raises naming `logits`;
+  labels out of [0, K) and an empty batch raise too.
+
   Args:
     logits: `(N, K)` logits.
     labels: `(N,)` integer class ids in [0, K).
-    path: where to write the PNG; parent directories are created.
+    path: where to write the PNG (a str or os.PathLike); parent directories are created.
     num_bins: number of equal-width bins B >= 1.
-    title: optional figure title.
+    title: optional figure title (a str).
 
   Returns:
     The path written.
@@ -456,18 +520,19 @@ def reliability_diagram(
     '.png'
 
   References:
-    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
-    https://arxiv.org/abs/1706.04599. Nixon et al., "Measuring Calibration in Deep Learning",
-    CVPR-W 2019, https://arxiv.org/abs/1904.01685. Reported by Noh et al., "RankMixup:
-    Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
-    https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
+    {references}
   """
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # Lazy: only plots need it.
   from matplotlib.figure import Figure
 
-  logits, labels = _validate(logits, labels, num_bins)
+  logits, labels, num_bins = validate(logits, labels, num_bins)
+  _validation.check_finite("logits", logits)
+  if not isinstance(path, (str, os.PathLike)):
+    raise TypeError(f"path: must be a str or os.PathLike, got {type(path).__name__}")
+  if title is not None and not isinstance(title, str):
+    raise TypeError(f"title: must be a str or None, got {type(title).__name__}")
   bins = jax.device_get(_reliability_bins(logits, labels, num_bins))
-  ece = float(_ece(logits, labels, num_bins))
+  ece = float(_compute(logits, labels, ("ece",), num_bins)["ece"])
   edges = np.asarray(bins.edges)
   counts = np.asarray(bins.counts)
   width = 1.0 / num_bins

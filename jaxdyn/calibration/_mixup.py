@@ -80,6 +80,9 @@ def sample_mixup(
   same-class sample for the labels) is reproduced exactly. Floating leaves keep their dtype; other
   leaves (e.g. uint8 images) come back as float32.
 
+  Inputs: a NaN or an infinity in `inputs` or `labels` reaches the mixed copies (every mixed row
+  contains its own sample). An empty batch (B = 0) is rejected.
+
   Args:
     key: a `jax.random` key; the result is a deterministic function of it.
     inputs: a PyTree of arrays whose leaves all have the batch size B on axis 0.
@@ -106,24 +109,26 @@ def sample_mixup(
     Noh et al., "RankMixup: Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
+  _validation.check_key("key", key)
   num_mixes = _validation.check_int("num_mixes", num_mixes, lower=1)
   _validation.check_real("alpha", alpha, lower=0.0, lower_open=True)
   labels = jnp.asarray(labels)
   _validation.check_ndim("labels", labels, 2)
   if not jnp.issubdtype(labels.dtype, jnp.floating):
     raise ValueError(
-        f"`labels` must be floating (B, num_classes) one-hot or soft labels, got dtype "
-        f"{labels.dtype}; convert class ids with jax.nn.one_hot.")
+        f"labels: must be floating (B, num_classes) one-hot or soft labels, got dtype "
+        f"{labels.dtype}; convert class ids with jax.nn.one_hot")
+  _validation.check_nonempty("labels", labels)
   batch_size = labels.shape[0]
   leaves = jax.tree.leaves(inputs)
   if not leaves:
-    raise ValueError("`inputs` must contain at least one array leaf.")
+    raise ValueError("inputs: must contain at least one array leaf")
   for leaf in leaves:
     shape = np.shape(leaf)
     if len(shape) < 1 or shape[0] != batch_size:
       raise ValueError(
-          f"every leaf of `inputs` must have the batch size of `labels` ({batch_size}) on axis 0, "
-          f"got a leaf of shape {shape}.")
+          f"inputs: every leaf must have the batch size of `labels` ({batch_size}) on axis 0, "
+          f"got a leaf of shape {shape}")
 
   lam, perms = _draw(key, jnp.asarray(alpha, jnp.float32), num_mixes, batch_size)
   mixed_inputs, mixed_labels = _mix_all((inputs, labels), lam, perms)

@@ -27,6 +27,17 @@ __all__ = ["mndcg_loss", "mrl_loss", "rankmixup_loss"]
 
 _METHODS = ("mndcg", "mrl")
 _SPACES = ("logits", "probs")
+_REDUCTIONS = ("mean", "none")
+
+
+_INPUTS = """Inputs: a NaN or an infinity (-inf included) anywhere in `logits`, `mixed_logits` or
+  `mixed_labels` makes the loss NaN, eagerly and under `jit`. An empty batch (B = 0), no classes
+  (K = 0) or no mixes (M = 0) is rejected."""
+
+
+def _doc(fn):
+  fn.__doc__ = fn.__doc__.replace("{inputs}", _INPUTS)
+  return fn
 
 
 def _prepare(logits: ArrayLike, mixed_logits: ArrayLike, mixed_labels: ArrayLike):
@@ -36,17 +47,26 @@ def _prepare(logits: ArrayLike, mixed_logits: ArrayLike, mixed_labels: ArrayLike
   mixed_labels = jnp.asarray(mixed_labels)
   _validation.check_ndim("logits", logits, 2)
   _validation.check_ndim("mixed_logits", mixed_logits, (2, 3))
+  _validation.check_nonempty("logits", logits)
+  _validation.check_nonempty("logits", logits, axis=1, what="classes")
   if mixed_logits.ndim == 2:  # A single mix (M = 1) given without its leading axis.
     mixed_logits = mixed_logits[None]
     mixed_labels = mixed_labels[None] if mixed_labels.ndim == 2 else mixed_labels
   if mixed_logits.shape[1:] != logits.shape:
     raise ValueError(
-        f"`mixed_logits` must have shape (M, B, K) or (B, K) with (B, K) = logits.shape = "
-        f"{logits.shape}, got {mixed_logits.shape}.")
+        f"mixed_logits: must have shape (M, B, K) or (B, K) with (B, K) = logits.shape = "
+        f"{logits.shape}, got {mixed_logits.shape}")
+  _validation.check_nonempty("mixed_logits", mixed_logits, what="mixes")
   _validation.check_soft_labels("mixed_labels", mixed_labels, mixed_logits)
   return logits, mixed_logits, mixed_labels
 
 
+def _finite(*arrays: jax.Array) -> jax.Array:
+  """Scalar: no NaN or infinity in any of `arrays` (traced)."""
+  return functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(a)) for a in arrays])
+
+
+@_doc
 def mrl_loss(
     *,
     logits: ArrayLike,
@@ -73,6 +93,8 @@ def mrl_loss(
 
   The paper writes d on confidences (max softmax); the authors' code, followed by default, uses
   logits. `space="probs"` gives the confidence form.
+
+  {inputs}
 
   Args:
     logits: `(B, K)` logits of the clean batch.
@@ -101,14 +123,14 @@ def mrl_loss(
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
   _validation.check_real("margin", margin, lower=0.0)
-  if space not in _SPACES:
-    raise ValueError(f"`space` must be one of {_SPACES}, got {space!r}.")
+  _validation.check_choice("space", space, _SPACES)
   logits, mixed_logits, mixed_labels = _prepare(logits, mixed_logits, mixed_labels)
   return _mrl(logits, mixed_logits, mixed_labels, margin, bool(official_compat), space)
 
 
 @functools.partial(jax.jit, static_argnames=("official_compat", "space"))
 def _mrl(logits, mixed_logits, mixed_labels, margin, official_compat, space):
+  ok = _finite(logits, mixed_logits, mixed_labels)
   if space == "probs":
     logits = jax.nn.softmax(logits, axis=-1)
     mixed_logits = jax.nn.softmax(mixed_logits, axis=-1)
@@ -116,12 +138,19 @@ def _mrl(logits, mixed_logits, mixed_labels, margin, official_compat, space):
   hinge = jax.nn.relu(diff + margin)
   valid = jnp.logical_not(jnp.any(mixed_labels == 1.0, axis=-1)).astype(hinge.dtype)
   if official_compat:
-    return jnp.mean(valid) * jnp.mean(hinge)
-  return jnp.sum(valid * hinge) / jnp.maximum(jnp.sum(valid), 1.0)
+    loss = jnp.mean(valid) * jnp.mean(hinge)
+  else:
+    loss = jnp.sum(valid * hinge) / jnp.maximum(jnp.sum(valid), 1.0)
+  return _validation.nan_unless(ok, loss)
 
 
+@_doc
 def mndcg_loss(
-    *, logits: ArrayLike, mixed_logits: ArrayLike, mixed_labels: ArrayLike
+    *,
+    logits: ArrayLike,
+    mixed_logits: ArrayLike,
+    mixed_labels: ArrayLike,
+    reduction: str = "mean",
 ) -> jax.Array:
   """M-NDCG loss: 1 - NDCG of [clean, mixed...] confidences against their mixing coefficients.
 
@@ -138,13 +167,17 @@ def mndcg_loss(
   confidences is pulled towards that of the label coefficients from above and from below. This
   follows the authors' code, including the fold when DCG > IDCG.
 
+  {inputs} With `reduction="none"` every entry is then NaN.
+
   Args:
     logits: `(B, K)` logits of the clean batch.
     mixed_logits: `(M, B, K)` logits of the M mixed copies (`(B, K)` is read as M = 1).
     mixed_labels: floating mixed labels, same shape as `mixed_logits` (`MixupSample.labels`).
+    reduction: "mean" (default) averages over the clean samples; "none" returns the per-sample
+      losses 1 - ndcg_i, one per clean sample i along axis 0 of `logits` (a test hook).
 
   Returns:
-    A scalar loss in [0, 1).
+    A scalar loss in [0, 1) (`reduction="mean"`), or the `(B,)` per-sample losses ("none").
 
   Example:
     >>> import jax.numpy as jnp
@@ -154,17 +187,21 @@ def mndcg_loss(
     >>> # DCG = 0.9 + 0.8/log2(3) + 0.6/2 = 1.7047, IDCG = 1 + 0.9/log2(3) + 0.7/2 = 1.9178
     >>> round(float(mndcg_loss(logits=z, mixed_logits=z_mix, mixed_labels=y_mix)), 4)
     0.1111
+    >>> mndcg_loss(logits=z, mixed_logits=z_mix, mixed_labels=y_mix, reduction="none").shape
+    (1,)
 
   References:
     Noh et al., "RankMixup: Ranking-Based Mixup Training for Network Calibration", ICCV 2023,
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
+  _validation.check_choice("reduction", reduction, _REDUCTIONS)
   logits, mixed_logits, mixed_labels = _prepare(logits, mixed_logits, mixed_labels)
-  return _mndcg(logits, mixed_logits, mixed_labels)
+  return _mndcg(logits, mixed_logits, mixed_labels, reduction)
 
 
-@jax.jit
-def _mndcg(logits, mixed_logits, mixed_labels):
+@functools.partial(jax.jit, static_argnames="reduction")
+def _mndcg(logits, mixed_logits, mixed_labels, reduction):
+  ok = _finite(logits, mixed_logits, mixed_labels)
   conf = jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1)  # (B,)
   mixed_conf = jnp.max(jax.nn.softmax(mixed_logits, axis=-1), axis=-1)  # (M, B)
   lam_max = jnp.max(mixed_labels, axis=-1)  # (M, B)
@@ -178,9 +215,11 @@ def _mndcg(logits, mixed_logits, mixed_labels):
   dcg = jnp.sum(relevance * discount, axis=0)
   idcg = jnp.sum(ideal * discount, axis=0)
   ndcg = jnp.where(idcg > dcg, dcg / idcg, idcg / dcg)
-  return jnp.mean(1.0 - ndcg)
+  losses = 1.0 - ndcg  # (B,)
+  return _validation.nan_unless(ok, jnp.mean(losses) if reduction == "mean" else losses)
 
 
+@_doc
 def rankmixup_loss(
     *,
     logits: ArrayLike,
@@ -202,6 +241,9 @@ def rankmixup_loss(
   MRL reduction: by default the paper's per-sample masked mean over the pairs whose mixed label has
   no entry exactly 1.0; `official_compat=True` gives the authors' code, mean(mask) *
   mean_i relu(d_i + margin) (see `mrl_loss`). M-NDCG follows the authors' code.
+
+  {inputs} Integer `labels` are range-checked eagerly (`labels: must lie in [0, K)`); under `jit`
+  an out-of-range label makes the loss NaN.
 
   Args:
     logits: `(B, K)` logits of the clean batch.
@@ -232,8 +274,7 @@ def rankmixup_loss(
   """
   _validation.check_real("alpha", alpha, lower=0.0, lower_open=True)
   _validation.check_real("margin", margin, lower=0.0)
-  if method not in _METHODS:
-    raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
+  _validation.check_choice("method", method, _METHODS)
   ce = _losses.cross_entropy_loss(logits=logits, labels=labels)
   if method == "mrl":
     rank = mrl_loss(

@@ -9,12 +9,17 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxdyn import _validation
+from jaxdyn.calibration import _metrics
 
 __all__ = ["apply_temperature", "fit_temperature"]
 
 
 def apply_temperature(logits: ArrayLike, temperature: ArrayLike) -> jax.Array:
   """Divides logits by a temperature: z / T (T > 1 softens, T < 1 sharpens; argmax unchanged).
+
+  Elementwise: a NaN or an infinity in `logits` stays in place, and an empty batch gives an empty
+  array. A temperature that is not a finite number > 0 raises eagerly; under `jit` it makes every
+  output NaN.
 
   Args:
     logits: `(..., K)` logits.
@@ -37,11 +42,14 @@ def apply_temperature(logits: ArrayLike, temperature: ArrayLike) -> jax.Array:
   logits = jnp.asarray(logits)
   if not jnp.issubdtype(logits.dtype, jnp.floating):
     logits = logits.astype(jnp.float32)
-  return logits / jnp.asarray(temperature, logits.dtype)
+  t = jnp.asarray(temperature, logits.dtype)
+  # Under jit T is not checked: one that is not finite and > 0 gives NaN (T = inf would give 0).
+  return logits / _validation.nan_unless(jnp.isfinite(t) & (t > 0), t)
 
 
 @functools.partial(jax.jit, static_argnames="num_iters")
 def _fit(logits, labels, log_beta_lo, log_beta_hi, num_iters):
+  ok = jnp.all(jnp.isfinite(logits)) & jnp.all(_validation.labels_valid(labels, logits.shape[-1]))
   logits = logits.astype(jnp.float32)
   true_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
 
@@ -57,7 +65,7 @@ def _fit(logits, labels, log_beta_lo, log_beta_hi, num_iters):
     return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
 
   lo, hi = jax.lax.fori_loop(0, num_iters, step, (log_beta_lo, log_beta_hi))
-  return jnp.exp(-0.5 * (lo + hi))
+  return _validation.nan_unless(ok, jnp.exp(-0.5 * (lo + hi)))
 
 
 def fit_temperature(
@@ -77,6 +85,11 @@ def fit_temperature(
   learning rate, `num_iters` passes over the logits. If the minimiser lies outside `bounds` the
   nearer bound is returned (for instance when every sample is classified correctly, where the NLL
   keeps falling as T -> 0). The fit runs in float32.
+
+  Inputs: a host-side fitting loop, so a NaN or an infinity (-inf included) in `logits` raises
+  naming `logits` rather than returning a bound; under `jit`, where values cannot be checked, it
+  makes T NaN, and so does a label out of [0, K) (eagerly that raises). An empty batch (N = 0) or
+  K = 0 is rejected.
 
   Args:
     logits: `(N, K)` validation logits.
@@ -100,19 +113,17 @@ def fit_temperature(
     https://arxiv.org/abs/1706.04599. The post-hoc baseline of Noh et al., "RankMixup", ICCV 2023,
     https://arxiv.org/abs/2308.11990; code https://github.com/cvlab-yonsei/RankMixup.
   """
-  logits = jnp.asarray(logits)
-  labels = jnp.asarray(labels)
-  _validation.check_ndim("logits", logits, 2)
-  if logits.shape[0] < 1:
-    raise ValueError(f"`logits` must have shape (N, K) with N >= 1, got {logits.shape}.")
-  _validation.check_labels_for_logits("labels", labels, logits)
+  logits, labels, _ = _metrics.validate(logits, labels)
+  _validation.check_finite("logits", logits)
   num_iters = _validation.check_int("num_iters", num_iters, lower=1)
   try:
-    t_min, t_max = (float(b) for b in bounds)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f"`bounds` must be a pair (T_min, T_max), got {bounds!r}.") from e
-  if not 0.0 < t_min < t_max < float("inf"):
-    raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds!r}.")
+    t_min, t_max = bounds
+  except (TypeError, ValueError):
+    raise ValueError(f"bounds: must be a pair (T_min, T_max), got {bounds!r}") from None
+  t_min, t_max = (_validation.check_real("bounds", b, lower=0.0, lower_open=True)
+                  for b in (t_min, t_max))
+  if not t_min < t_max:
+    raise ValueError(f"bounds: must satisfy 0 < T_min < T_max < inf, got {bounds!r}")
   log_beta_lo = jnp.float32(-jnp.log(t_max))
   log_beta_hi = jnp.float32(-jnp.log(t_min))
   return _fit(logits, labels, log_beta_lo, log_beta_hi, num_iters)

@@ -85,3 +85,45 @@ def test_validation():
     focal_loss(logits=Z, labels=Y, gamma=-1.0)
   with pytest.raises(ValueError, match="labels"):
     mixup_cross_entropy_loss(logits=Z, labels=Y)
+
+
+# --- Input policy ------------------------------------------------------------------------------
+
+LOSSES = [cross_entropy_loss, label_smoothing_loss, focal_loss]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_logits_give_nan(loss, bad):
+  z = Z.copy()
+  z[1, 0] = bad  # Off the label: a -inf there used to give a finite CE (a zero one-hot hid it).
+  assert np.isnan(float(loss(logits=z, labels=Y)))
+  assert np.isnan(float(jax.jit(lambda a: loss(logits=a, labels=Y))(z)))
+  assert np.isnan(float(mixup_cross_entropy_loss(logits=z[None], labels=np.eye(3, dtype=np.float32)[Y][None])))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_out_of_range_label_gives_nan_under_jit(loss):
+  jitted = jax.jit(lambda y: loss(logits=Z, labels=y))
+  np.testing.assert_allclose(float(jitted(Y)), float(loss(logits=Z, labels=Y)), rtol=1e-6)
+  for bad in (-1, 3):  # a zero one-hot row used to drop the sample from the mean silently
+    assert np.isnan(float(jitted(np.array([0, bad, 1, 2]))))
+
+
+@pytest.mark.parametrize("loss", LOSSES + [mixup_cross_entropy_loss])
+def test_empty_batch_is_rejected(loss):
+  labels = np.zeros((0, 3), np.float32)
+  with pytest.raises(ValueError, match="logits: must hold at least one of its examples"):
+    loss(logits=np.zeros((0, 3), np.float32), labels=labels)  # used to be NaN
+  with pytest.raises(ValueError, match="logits: must hold at least one of its examples"):
+    loss(logits=np.zeros((2, 0, 3), np.float32), labels=labels.reshape(2, 0, 3))
+
+
+def test_numpy_scalars_are_numbers():
+  want = float(label_smoothing_loss(logits=Z, labels=Y, smoothing=0.2))
+  for eps in (np.float32(0.2), np.float64(0.2), np.asarray(0.2, np.float32)):
+    np.testing.assert_allclose(float(label_smoothing_loss(logits=Z, labels=Y, smoothing=eps)), want, rtol=1e-6)
+  want = float(focal_loss(logits=Z, labels=Y, gamma=2.0))
+  np.testing.assert_allclose(float(focal_loss(logits=Z, labels=Y, gamma=np.int64(2))), want, rtol=1e-6)
+  with pytest.raises(ValueError, match=r"smoothing: must be a finite real number in \[0, 1\)"):
+    label_smoothing_loss(logits=Z, labels=Y, smoothing=True)

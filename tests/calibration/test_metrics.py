@@ -293,3 +293,144 @@ def test_bad_labels_and_shapes(fn):
 def test_reliability_diagram_validates(tmp_path):
   with pytest.raises(ValueError, match="num_bins"):
     reliability_diagram(np.zeros((2, 2)), np.array([0, 1]), tmp_path / "x.png", num_bins=0)
+
+
+# --- Adaptive ECE: the authors' binning (official_compat) ------------------------------------
+
+
+def ref_adaptive_ece_authors(logits, labels, num_bins=15):
+  """The authors' `AdaptiveECELoss`, re-implemented from its description.
+
+  Edges: the sorted confidences linearly interpolated (np.interp, float64) at the B + 1 positions
+  linspace(0, N, B + 1) of the index axis 0..N-1, clamped at N - 1; torch then compares a float32
+  tensor with those edges in float32. Bins (lo, hi] for every consecutive pair of edges, the first
+  one included, so confidences equal to the minimum are in no bin; each bin adds
+  |accuracy - mean confidence| weighted by its share of all N samples.
+  """
+  conf = _probs(logits).max(-1)
+  hits = (np.argmax(logits, -1) == labels).astype(float)
+  n = len(conf)
+  edges = np.interp(np.linspace(0, n, num_bins + 1), np.arange(n), np.sort(conf).astype(np.float64))
+  edges = edges.astype(np.float32)
+  total = 0.0
+  for lo, hi in zip(edges[:-1], edges[1:]):
+    in_bin = (conf > lo) & (conf <= hi)
+    if in_bin.any():
+      total += in_bin.mean() * abs(hits[in_bin].mean() - conf[in_bin].astype(np.float64).mean())
+  return total
+
+
+def test_adaptive_official_compat_hand_worked():
+  # N = 4, B = 2, confidences 0.6 0.7 0.8 0.9, all correct. Edges at positions [0, 2, 4 -> 3]:
+  # [0.6, 0.8, 0.9]; bins (0.6, 0.8] = {0.7, 0.8}, (0.8, 0.9] = {0.9}; 0.6 is dropped.
+  z4 = np.log(np.array([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.7, 0.3]], np.float32))
+  y4 = np.zeros(4, int)
+  got = adaptive_calibration_error(z4, y4, num_bins=2, official_compat=True)
+  np.testing.assert_allclose(float(got), ((2 - 1.5) + (1 - 0.9)) / 4, rtol=1e-5)  # 0.15
+  np.testing.assert_allclose(float(adaptive_calibration_error(z4, y4, num_bins=2)), 0.25, rtol=1e-5)
+  # N = 3, B = 2: positions [0, 1.5, 3 -> 2] interpolate a middle edge (0.7 + 0.9) / 2 = 0.8.
+  # Confidences 0.5 (hit), 0.7 (miss), 0.9 (hit): bins (0.5, 0.8] = {0.7}, (0.8, 0.9] = {0.9}.
+  z3 = np.log(np.array([[0.5, 0.5], [0.7, 0.3], [0.9, 0.1]], np.float32))
+  y3 = np.array([0, 1, 0])
+  got = adaptive_calibration_error(z3, y3, num_bins=2, official_compat=True)
+  np.testing.assert_allclose(float(got), (0.7 + 0.1) / 3, rtol=1e-5)
+  # The default: edge at the ceil(3 / 2) = 2nd smallest, 0.7: bins [0.5, 0.7], (0.7, 0.9].
+  np.testing.assert_allclose(float(adaptive_calibration_error(z3, y3, num_bins=2)),
+                             (abs(1 - 0.5 - 0.7) + (1 - 0.9)) / 3, rtol=1e-5)
+  for z, y in ((z4, y4), (z3, y3)):
+    np.testing.assert_allclose(float(adaptive_calibration_error(z, y, num_bins=2, official_compat=True)),
+                               ref_adaptive_ece_authors(z, y, 2), rtol=1e-5)
+
+
+def test_adaptive_official_compat_drops_the_least_confident_sample():
+  # All correct, distinct confidences: every bin's signed sum is positive, so the ECE is the sum of
+  # (1 - c_i) / N over the counted samples; the authors' bins leave out only the minimum.
+  rng = np.random.default_rng(3)
+  n = 30
+  z = (rng.normal(size=(n, 3)) * 2).astype(np.float32)
+  y = z.argmax(-1)
+  conf = _probs(z).max(-1).astype(np.float64)
+  assert len(np.unique(conf)) == n
+  default = float(adaptive_calibration_error(z, y, num_bins=15))
+  official = float(adaptive_calibration_error(z, y, num_bins=15, official_compat=True))
+  np.testing.assert_allclose(default, (1 - conf).sum() / n, rtol=1e-5)
+  np.testing.assert_allclose(official, default - (1 - conf.min()) / n, rtol=1e-5)
+
+
+@pytest.mark.parametrize("num_bins", [15, 4, 1])
+def test_adaptive_official_compat_matches_the_authors_procedure(num_bins):
+  z, y = _data()  # N = 300 with exact ties between samples
+  got = adaptive_calibration_error(z, y, num_bins=num_bins, official_compat=True)
+  np.testing.assert_allclose(float(got), ref_adaptive_ece_authors(z, y, num_bins), rtol=1e-5, atol=1e-7)
+  assert abs(float(got) - ref_adaptive_ece(z, y, num_bins)) > 1e-4 or num_bins == 1
+  m = calibration_metrics(z, y, num_bins=num_bins, official_compat=True)
+  np.testing.assert_allclose(float(m["adaptive_ece"]), float(got), rtol=1e-6)
+  np.testing.assert_allclose(float(m["ece"]), ref_ece(z, y, num_bins), rtol=1e-5)  # only adaptive changes
+  # One sample: every edge is that sample, which no bin (lo, hi] holds.
+  assert float(adaptive_calibration_error(z[:1], y[:1], num_bins=num_bins, official_compat=True)) == 0.0
+
+
+# --- Input policy ------------------------------------------------------------------------------
+
+
+def test_accuracy_does_not_count_a_nan_row_as_a_prediction():
+  z = np.array([[np.nan, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
+  y = np.array([0, 0, 0, 0])
+  # argmax of the NaN row is 0, so it used to count as a hit: 0.75.
+  assert np.isnan(float(accuracy(z, y)))
+  assert np.isnan(float(jax.jit(accuracy)(z, y)))
+  np.testing.assert_allclose(float(accuracy(z[1:], y[1:])), 2 / 3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_metrics_are_nan_for_non_finite_logits(bad):
+  z, y = _data(n=40)
+  z[5, 2] = bad  # -inf used to give finite metrics: softmax gives it probability 0.
+  for name, value in calibration_metrics(z, y).items():
+    assert np.isnan(float(value)), name
+  for fn in (expected_calibration_error, adaptive_calibration_error, negative_log_likelihood):
+    assert np.isnan(float(fn(z, y)))
+  bins = reliability_bins(z, y)
+  assert np.isnan(np.asarray(bins.counts)).all() and np.isnan(np.asarray(bins.accuracy)).all()
+  np.testing.assert_allclose(np.asarray(bins.edges), np.arange(16) / 15, rtol=1e-6)
+
+
+def test_metrics_are_nan_for_an_out_of_range_label_under_jit():
+  z, y = _data(n=40)
+  jitted = jax.jit(calibration_metrics)
+  ok = jitted(z, y)
+  np.testing.assert_allclose(float(ok["accuracy"]), (z.argmax(-1) == y).mean(), rtol=1e-6)
+  for bad in (-1, 7):  # -1 must not be read as the last class
+    m = jitted(z, np.where(np.arange(40) == 3, bad, y))
+    assert all(np.isnan(float(v)) for v in m.values()), m
+
+
+def test_empty_batch_and_no_classes_are_rejected_by_name():
+  for fn in ALL:
+    with pytest.raises(ValueError, match=r"logits: must hold at least one of its examples"):
+      fn(np.zeros((0, 3), np.float32), np.zeros((0,), np.int32))
+    with pytest.raises(ValueError, match=r"logits: must hold at least one of its classes"):
+      fn(np.zeros((2, 0), np.float32), np.zeros((2,), np.int32))
+
+
+def test_numpy_scalars_are_numbers():
+  z, y = _data(n=50)
+  want = float(expected_calibration_error(z, y, num_bins=10))
+  for num_bins in (np.int64(10), np.int32(10), np.asarray(10)):  # a 0-d array used to fail in jit
+    np.testing.assert_allclose(float(expected_calibration_error(z, y, num_bins=num_bins)), want, rtol=1e-6)
+    np.testing.assert_allclose(float(calibration_metrics(z, y, num_bins=num_bins)["ece"]), want, rtol=1e-6)
+  for bad in (True, np.float32(10.0)):
+    with pytest.raises(ValueError, match="num_bins: must be an int"):
+      expected_calibration_error(z, y, num_bins=bad)
+
+
+def test_reliability_diagram_rejects_non_finite_logits_and_bad_kinds(tmp_path):
+  z, y = _data(n=40)
+  z[3, 1] = -np.inf
+  with pytest.raises(ValueError, match=r"logits: must be finite, found .*-inf.* at index \(3, 1\)"):
+    reliability_diagram(z, y, tmp_path / "x.png")
+  assert not (tmp_path / "x.png").exists()
+  with pytest.raises(TypeError, match="path: must be a str or os.PathLike"):
+    reliability_diagram(z[:3], y[:3], 5)
+  with pytest.raises(TypeError, match="title: must be a str"):
+    reliability_diagram(z[:3], y[:3], tmp_path / "x.png", title=5)

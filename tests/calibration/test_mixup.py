@@ -99,3 +99,38 @@ def test_bad_num_mixes_and_shapes():
     sample_mixup(jax.random.key(0), inputs, jnp.array([0, 1, 2, 0, 1, 2]))
   with pytest.raises(ValueError, match="labels"):
     sample_mixup(jax.random.key(0), inputs, y[:, :, None])
+
+
+# --- Input policy ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [None, "key", 0, np.zeros(2, np.float32)])
+def test_bad_key_is_named(bad):
+  inputs, y = _batch()
+  with pytest.raises((ValueError, TypeError), match="key:"):
+    sample_mixup(bad, inputs, y)
+
+
+def test_empty_batch_is_rejected():
+  with pytest.raises(ValueError, match="labels: must hold at least one of its examples"):
+    sample_mixup(jax.random.key(0), jnp.zeros((0, 2)), jnp.zeros((0, 3)))
+
+
+def test_non_finite_inputs_reach_the_mixed_copies():
+  inputs, y = _batch()
+  x = np.array(inputs["x"])
+  x[2, 1] = np.nan
+  s = sample_mixup(jax.random.key(1), x, y, num_mixes=3)
+  bad = np.isnan(np.asarray(s.inputs))
+  perms = np.asarray(s.perms)
+  for m in range(3):  # row 2 itself and the row paired with sample 2
+    assert bad[m, 2, 1] and bad[m, int(np.flatnonzero(perms[m] == 2)[0]), 1]
+  assert bad.sum() <= 6 and np.isfinite(np.asarray(s.labels)).all()
+
+
+def test_numpy_scalars_are_numbers():
+  inputs, y = _batch()
+  a = sample_mixup(jax.random.key(4), inputs, y, num_mixes=2, alpha=2.0)
+  b = sample_mixup(jax.random.key(4), inputs, y, num_mixes=np.asarray(2), alpha=np.float32(2.0))
+  for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(u), np.asarray(v))

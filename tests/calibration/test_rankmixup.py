@@ -233,3 +233,83 @@ def test_bad_labels_method_and_shapes():
   del a["labels"]
   with pytest.raises(ValueError, match="space"):
     mrl_loss(**a, space="confidence")
+
+
+# --- M-NDCG per-sample values (reduction="none") ---------------------------------------------
+
+
+def test_mndcg_reduction_none_hand_worked():
+  # Two clean samples (axis 0 of logits), M = 2 mixes each.
+  # Sample 0 (the docstring's): c = 0.9, c~ = [0.6, 0.8], l = [0.7, 0.9] -> order: mix 2, mix 1.
+  # Sample 1: c = 0.99, c~ = [0.99, 0.98], l = [0.6, 0.8] -> order: mix 2, mix 1; DCG > IDCG folds.
+  z = _logits_from_probs([[0.9, 0.1], [0.99, 0.01]])
+  z_mix = _logits_from_probs([[[0.6, 0.4], [0.99, 0.01]], [[0.8, 0.2], [0.98, 0.02]]])
+  y_mix = jnp.array([[[0.7, 0.3], [0.6, 0.4]], [[0.9, 0.1], [0.8, 0.2]]])
+  disc = np.array([1.0, 1.0 / L2, 0.5])
+  dcg0, idcg0 = np.dot([0.9, 0.8, 0.6], disc), np.dot([1.0, 0.9, 0.7], disc)
+  dcg1, idcg1 = np.dot([0.99, 0.98, 0.99], disc), np.dot([1.0, 0.8, 0.6], disc)
+  want = [1 - dcg0 / idcg0, 1 - idcg1 / dcg1]
+  np.testing.assert_allclose(want[0], 0.1111, atol=1e-4)
+  got = mndcg_loss(logits=z, mixed_logits=z_mix, mixed_labels=y_mix, reduction="none")
+  assert got.shape == (2,)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+  mean = mndcg_loss(logits=z, mixed_logits=z_mix, mixed_labels=y_mix)
+  np.testing.assert_allclose(float(mean), np.mean(want), rtol=1e-5)
+  with pytest.raises(ValueError, match="reduction: must be one of"):
+    mndcg_loss(logits=z, mixed_logits=z_mix, mixed_labels=y_mix, reduction="sum")
+
+
+# --- Input policy ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["logits", "mixed_logits", "mixed_labels"])
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_ranking_losses_are_nan_for_non_finite_inputs(where, bad):
+  z, z_mix, y_mix = (np.array(a, np.float32) for a in _mrl_example())
+  args = {"logits": z, "mixed_logits": z_mix, "mixed_labels": y_mix}
+  args[where][(0,) * args[where].ndim] = bad  # NaN mixed logits used to give an MRL of 0.0
+  assert np.isnan(float(mrl_loss(**args, margin=1.0)))
+  assert np.isnan(float(mrl_loss(**args, margin=1.0, official_compat=True)))
+  assert np.isnan(np.asarray(mndcg_loss(**args, reduction="none"))).all()
+  assert np.isnan(float(jax.jit(lambda a: mndcg_loss(**a))(args)))
+
+
+def test_mrl_nan_in_a_masked_pair_is_not_hidden():
+  z, z_mix, y_mix = (np.array(a, np.float32) for a in _mrl_example())
+  z_mix[0, 1, 1] = np.nan  # pair 1 is same-class (masked): the mask used to drop the NaN
+  np.testing.assert_allclose(float(mrl_loss(logits=z, mixed_logits=np.array(_mrl_example()[1]),
+                                            mixed_labels=y_mix, margin=1.0)), 0.25, rtol=1e-6)
+  assert np.isnan(float(mrl_loss(logits=z, mixed_logits=z_mix, mixed_labels=y_mix, margin=1.0)))
+
+
+def test_empty_batch_and_no_mixes_are_rejected():
+  a = _args()
+  del a["labels"]
+  with pytest.raises(ValueError, match="logits: must hold at least one of its examples"):
+    mrl_loss(logits=jnp.zeros((0, 3)), mixed_logits=jnp.zeros((1, 0, 3)), mixed_labels=jnp.zeros((1, 0, 3)))
+  with pytest.raises(ValueError, match="logits: must hold at least one of its examples"):
+    mndcg_loss(logits=jnp.zeros((0, 3)), mixed_logits=jnp.zeros((2, 0, 3)), mixed_labels=jnp.zeros((2, 0, 3)))
+  with pytest.raises(ValueError, match="mixed_logits: must hold at least one of its mixes"):
+    mndcg_loss(logits=a["logits"], mixed_logits=jnp.zeros((0, 2, 3)), mixed_labels=jnp.zeros((0, 2, 3)))
+  with pytest.raises(ValueError, match="logits: must hold at least one of its examples"):
+    rankmixup_loss(logits=jnp.zeros((0, 3)), labels=jnp.zeros((0,), jnp.int32),
+                   mixed_logits=jnp.zeros((1, 0, 3)), mixed_labels=jnp.zeros((1, 0, 3)))
+
+
+def test_rankmixup_out_of_range_label_gives_nan_under_jit():
+  a = _args()
+  jitted = jax.jit(lambda y: rankmixup_loss(**{**a, "labels": y}))
+  assert np.isfinite(float(jitted(a["labels"])))
+  assert np.isnan(float(jitted(jnp.array([0, -1]))))  # -1 must not be the last class
+  assert np.isnan(float(jitted(jnp.array([3, 0]))))
+
+
+def test_numpy_scalars_are_numbers():
+  z, z_mix, y_mix = _mrl_example()
+  want = float(mrl_loss(logits=z, mixed_logits=z_mix, mixed_labels=y_mix, margin=1.0))
+  for margin in (np.float32(1.0), np.int64(1), np.asarray(1.0)):
+    np.testing.assert_allclose(float(mrl_loss(logits=z, mixed_logits=z_mix, mixed_labels=y_mix, margin=margin)),
+                               want, rtol=1e-6)
+  a = _args()
+  np.testing.assert_allclose(float(rankmixup_loss(**a, alpha=np.float32(0.5))), float(rankmixup_loss(**a, alpha=0.5)),
+                             rtol=1e-6)

@@ -71,3 +71,47 @@ def test_validation():
     apply_temperature(z, 0.0)
   with pytest.raises(ValueError, match="temperature"):
     apply_temperature(z, -2.0)
+
+
+# --- Input policy ------------------------------------------------------------------------------
+
+Z2 = jnp.array([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])  # the docstring's 75% example
+Y2 = jnp.zeros(4, jnp.int32)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_fit_temperature_rejects_non_finite_logits(bad):
+  z = np.array(Z2)
+  z[1, 1] = bad  # NaN used to return the lower bound 0.05 as if it were a fit
+  with pytest.raises(ValueError, match=r"logits: must be finite, found .* at index \(1, 1\)"):
+    fit_temperature(z, Y2)
+  assert np.isnan(float(jax.jit(fit_temperature)(z, Y2)))  # under jit: NaN, never a bound
+  np.testing.assert_allclose(float(jax.jit(fit_temperature)(Z2, Y2)), 2.0 / np.log(3.0), rtol=1e-4)
+
+
+def test_fit_temperature_out_of_range_label_gives_nan_under_jit():
+  for bad in (-1, 2):
+    assert np.isnan(float(jax.jit(fit_temperature)(Z2, Y2.at[2].set(bad))))
+    with pytest.raises(ValueError, match=r"labels: must lie in \[0, 2\)"):
+      fit_temperature(Z2, Y2.at[2].set(bad))
+
+
+def test_fit_temperature_empty_batch_and_bounds():
+  with pytest.raises(ValueError, match="logits: must hold at least one of its examples"):
+    fit_temperature(jnp.zeros((0, 3)), jnp.zeros((0,), jnp.int32))
+  for bounds in ((True, 2.0), (0.1, float("nan")), (0.1,), 3.0):
+    with pytest.raises(ValueError, match="bounds: must"):
+      fit_temperature(Z2, Y2, bounds=bounds)
+  t = fit_temperature(Z2, Y2, bounds=(np.float32(0.05), np.asarray(20.0)), num_iters=np.int64(50))
+  np.testing.assert_allclose(float(t), float(fit_temperature(Z2, Y2)), rtol=1e-6)
+
+
+def test_apply_temperature_traced_bad_temperature_gives_nan():
+  f = jax.jit(apply_temperature)
+  np.testing.assert_allclose(np.asarray(f(Z2, 2.0)), np.asarray(Z2) / 2.0)
+  for bad in (np.inf, 0.0, -1.0, np.nan):  # T = inf used to give all-zero logits under jit
+    assert np.isnan(np.asarray(f(Z2, bad))).all()
+  with pytest.raises(ValueError, match="temperature: must be a finite real number > 0"):
+    apply_temperature(Z2, np.inf)
+  assert apply_temperature(jnp.zeros((0, 3)), 2.0).shape == (0, 3)  # empty in, empty out
+  np.testing.assert_allclose(np.asarray(apply_temperature(Z2, np.float32(4.0))), np.asarray(Z2) / 4.0)

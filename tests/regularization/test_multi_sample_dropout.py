@@ -316,3 +316,163 @@ def test_default_loss_and_its_label_checks():
     softmax_cross_entropy_loss(logits=logits, labels=jnp.array([0, 1]))
   with pytest.raises(ValueError, match="labels"):
     softmax_cross_entropy_loss(logits=logits, labels=jnp.ones((3,), bool))
+
+
+# --- Input policy: labels, non-finite inputs, empty batches, numbers, keys -----------------------
+
+
+def test_default_loss_rejects_negative_and_too_large_labels_eagerly():
+  # -1 used to wrap to the last class (log 4 here) and 4 gave NaN; both are out of [0, 4).
+  logits = jnp.zeros((3, 4))
+  for bad in (-1, 4):
+    with pytest.raises(ValueError, match=r"labels: must lie in \[0, 4\)"):
+      softmax_cross_entropy_loss(logits=logits, labels=jnp.array([0, bad, 2]))
+  params, h, y = make_problem()
+  with pytest.raises(ValueError, match=r"labels: must lie in \[0, 4\)"):
+    multi_sample_dropout_loss(mlp_head, params, h, y.at[1].set(-1), key=jax.random.key(0))
+
+
+def test_default_loss_gives_nan_for_an_out_of_range_label_under_jit():
+  loss = jax.jit(lambda y: softmax_cross_entropy_loss(logits=jnp.zeros((3, 4)), labels=y))
+  np.testing.assert_allclose(loss(jnp.array([0, 3, 2])), np.log(4), rtol=1e-6)
+  assert np.isnan(loss(jnp.array([0, -1, 2])))  # Was log 4: the last class.
+  assert np.isnan(loss(jnp.array([0, 4, 2])))
+  params, h, y = make_problem()
+  msd = jit_msd(num_samples=3, rate=0.5)
+  assert np.isfinite(msd(params, h, y, key=jax.random.key(0)))
+  assert np.isnan(msd(params, h, y.at[1].set(-1), key=jax.random.key(0)))
+
+
+def test_default_loss_propagates_non_finite_logits():
+  z = np.zeros((2, 3), np.float32)
+  z[0, 1] = -np.inf  # Off the label: optax alone gives a finite (log 2 + log 3) / 2.
+  for labels in (jnp.array([0, 2]), jnp.eye(3)[jnp.array([0, 2])]):
+    assert np.isnan(softmax_cross_entropy_loss(logits=z, labels=labels))
+    assert np.isnan(jax.jit(lambda a, b: softmax_cross_entropy_loss(logits=a, labels=b))(z, labels))
+  np.testing.assert_allclose(softmax_cross_entropy_loss(logits=z[1:], labels=jnp.array([2])), np.log(3),
+                             rtol=1e-6)
+
+
+def test_empty_batch_is_rejected():
+  with pytest.raises(ValueError, match=r"logits: must hold at least one"):
+    softmax_cross_entropy_loss(logits=jnp.zeros((0, 4)), labels=jnp.zeros((0,), jnp.int32))
+  with pytest.raises(ValueError, match=r"logits: must hold at least one of its classes"):
+    softmax_cross_entropy_loss(logits=jnp.zeros((2, 0)), labels=jnp.zeros((2, 0)))
+  params, _, _ = make_problem()
+  with pytest.raises(ValueError, match=r"features: must hold at least one"):
+    multi_sample_dropout_loss(mlp_head, params, jnp.zeros((0, D)), jnp.zeros((0,), jnp.int32),
+                              key=jax.random.key(0))
+  # The logits of an empty batch are defined: empty.
+  z = multi_sample_dropout_logits(mlp_head, params, jnp.zeros((0, D)), key=jax.random.key(0), num_samples=3)
+  assert z.shape == (3, 0, C)
+
+
+def test_a_non_finite_feature_dropped_by_every_mask_still_gives_nan():
+  params, h, y = make_problem()
+  masks = np.ones((3, B, D), bool)
+  masks[:, 0, 0] = False  # Every sample drops feature (0, 0) ...
+  for bad in (np.nan, np.inf, -np.inf):
+    hb = np.asarray(h).copy()
+    hb[0, 0] = bad  # ... which used to hide a non-finite value there.
+    loss = multi_sample_dropout_loss(mlp_head, params, hb, y, masks=masks, num_samples=3, rate=0.5)
+    assert np.isnan(loss), bad
+    assert np.isnan(multi_sample_dropout_logits(mlp_head, params, hb, masks=masks, num_samples=3)).all()
+  ok = multi_sample_dropout_loss(mlp_head, params, h, y, masks=masks, num_samples=3, rate=0.5)
+  np.testing.assert_allclose(ok, np.mean([ce(np_head(params, np.asarray(h) * m / 0.5), y) for m in masks]),
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_samples", [np.int64(3), np.int32(3), np.asarray(3)])
+def test_numpy_scalars_are_numbers(num_samples):
+  params, h, y = make_problem()
+  key = jax.random.key(3)
+  want = loop_loss(params, h, y, key, 3, 0.5)
+  got = multi_sample_dropout_loss(mlp_head, params, h, y, key=key, num_samples=num_samples,
+                                  rate=np.float32(0.5))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  masks = multi_sample_dropout_masks(key, (B, D), num_samples=num_samples, rate=np.asarray(0.5))
+  np.testing.assert_array_equal(masks, np.stack(loop_masks(key, (B, D), 3, 0.5)))
+  head = MultiSampleDropoutHead(np.int64(D), np.asarray(C), num_samples=num_samples, rate=np.float32(0.5),
+                                rngs=nnx.Rngs(0))
+  assert (head.num_samples, head.rate) == (3, 0.5) and head(h).shape == (B, C)
+
+
+@pytest.mark.parametrize("bad", [None, "key", 0, np.zeros(2, np.float32)])
+def test_bad_key_is_named(bad):
+  params, h, y = make_problem()
+  with pytest.raises((ValueError, TypeError), match="key:"):
+    multi_sample_dropout_loss(mlp_head, params, h, y, key=bad)
+  with pytest.raises((ValueError, TypeError), match="key:"):
+    multi_sample_dropout_logits(mlp_head, params, h, key=bad)
+  with pytest.raises((ValueError, TypeError), match="key:"):
+    multi_sample_dropout_masks(bad, (B, D))
+
+
+def test_bad_shapes_and_sizes_are_named():
+  with pytest.raises(ValueError, match="shape: must be an int >= 0"):
+    multi_sample_dropout_masks(jax.random.key(0), (B, -1))
+  with pytest.raises(ValueError, match="in_features: must be an int >= 1"):
+    MultiSampleDropoutHead(0, C, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="out_features: must be an int >= 1"):
+    MultiSampleDropoutHead(D, 2.0, rngs=nnx.Rngs(0))
+
+
+# --- Explicit masks (a test hook) ----------------------------------------------------------------
+
+
+def test_explicit_masks_hand_worked():
+  # Linear head w = I (2 x 2), h = [[1, 2]], p = 0.5, masks keep [x, .] and [., x]: the kept feature
+  # is scaled by 1 / (1 - p) = 2, so the logits are [2, 0] and [0, 4].
+  w, h, y = jnp.eye(2), jnp.array([[1.0, 2.0]]), jnp.array([1])
+  keep = np.array([[[True, False]], [[False, True]]])
+  z = multi_sample_dropout_logits(lambda w, x: x @ w, w, h, masks=keep, num_samples=2, rate=0.5)
+  np.testing.assert_array_equal(z, [[[2.0, 0.0]], [[0.0, 4.0]]])
+  # Loss: mean of CE([2, 0], 1) = log(1 + e^2) and CE([0, 4], 1) = log(1 + e^-4).
+  want = (np.log1p(np.exp(2.0)) + np.log1p(np.exp(-4.0))) / 2
+  loss, mean_logits = multi_sample_dropout_loss(lambda w, x: x @ w, w, h, y, masks=keep, num_samples=2,
+                                                rate=0.5, return_mean_logits=True)
+  np.testing.assert_allclose(loss, want, rtol=1e-6)
+  np.testing.assert_allclose(mean_logits, [[1.0, 2.0]])
+
+
+def test_explicit_masks_equal_the_drawn_ones():
+  params, h, y = make_problem()
+  key = jax.random.key(17)
+  masks = multi_sample_dropout_masks(key, h.shape, num_samples=4, rate=0.3)
+  by_key = multi_sample_dropout_loss(mlp_head, params, h, y, key=key, num_samples=4, rate=0.3)
+  by_masks = multi_sample_dropout_loss(mlp_head, params, h, y, masks=masks, num_samples=4, rate=0.3)
+  np.testing.assert_array_equal(by_masks, by_key)
+  # Under jit with traced masks too, against the loop on the same masks.
+  jitted = jax.jit(lambda m: multi_sample_dropout_loss(mlp_head, params, h, y, masks=m, num_samples=4,
+                                                       rate=0.3))
+  np.testing.assert_allclose(jitted(masks), loop_loss(params, h, y, key, 4, 0.3), rtol=1e-6)
+
+
+def test_head_loss_with_explicit_masks_hand_worked():
+  rate = 0.5
+  head = MultiSampleDropoutHead(D, C, num_samples=2, rate=rate, rngs=nnx.Rngs(0))
+  w, b = np.asarray(head.linear.kernel[...]), np.asarray(head.linear.bias[...])
+  _, h, y = make_problem()
+  masks = np.zeros((2, B, D), bool)
+  masks[0, :, :3] = True  # sample 1 keeps the first three features, sample 2 the last three
+  masks[1, :, 3:] = True
+  hs = [np.asarray(h) * m / (1 - rate) for m in masks]
+  want = np.mean([ce(hm @ w + b, y) for hm in hs])
+  np.testing.assert_allclose(head.loss(h, y, masks=masks), want, rtol=1e-6)
+  with pytest.raises(ValueError, match="key:"):
+    head.loss(h, y)
+
+
+def test_explicit_masks_are_validated_by_name():
+  params, h, y = make_problem()
+  good = np.ones((3, B, D), bool)
+  with pytest.raises(ValueError, match="key: pass either key or masks"):
+    multi_sample_dropout_loss(mlp_head, params, h, y, key=jax.random.key(0), masks=good, num_samples=3)
+  with pytest.raises(ValueError, match="key: a jax.random key is required"):
+    multi_sample_dropout_logits(mlp_head, params, h, num_samples=3)
+  with pytest.raises(ValueError, match=r"masks: must have shape .* = \(3, 5, 6\), got \(3, 5, 5\)"):
+    multi_sample_dropout_loss(mlp_head, params, h, y, masks=good[..., :5], num_samples=3)
+  with pytest.raises(ValueError, match=r"masks: .* = \(8, 5, 6\), got \(3, 5, 6\)"):  # default M = 8
+    multi_sample_dropout_logits(mlp_head, params, h, masks=good)
+  with pytest.raises(TypeError, match="masks: must be boolean"):
+    multi_sample_dropout_logits(mlp_head, params, h, masks=good.astype(np.float32), num_samples=3)
