@@ -1,20 +1,75 @@
-"""Executes the notebooks in ``colabs/`` (jupytext percent-format ``.py``) on CPU with small settings.
+"""Checks and executes the notebooks in ``colabs/`` on CPU with small settings.
 
-``make notebooks`` runs them all; ``python -m experiments.notebooks colabs/<name>.py`` runs one.
+Each notebook is a jupytext percent-format ``colabs/<name>.py`` paired with ``colabs/<name>.ipynb``
+(``formats: ipynb,py:percent`` in both; the ``.ipynb`` is what "Open in Colab" loads, so it carries
+no outputs or execution counts). After editing either file, ``jupytext --sync colabs/<name>.py``
+brings the other up to date.
+
+``make notebooks`` checks every pair (`pair_problems`) and executes every ``.ipynb``;
+``python -m experiments.notebooks colabs/<name>.py`` (or ``.ipynb``) executes one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+COLABS = REPO / "colabs"
+FORMATS = "ipynb,py:percent"
+SYNC_HINT = "run `jupytext --sync colabs/<name>.py` (or `.ipynb`, whichever you edited last)"
+
+
+def notebooks() -> list[pathlib.Path]:
+  """The percent-format ``.py`` of every notebook in ``colabs/``."""
+  return sorted(COLABS.glob("*.py"))
+
+
+def pair_problems(py: str | os.PathLike) -> list[str]:
+  """What is wrong with the pairing of ``py`` and its ``.ipynb``: empty when they are in sync.
+
+  The ``.ipynb`` must exist, both must declare ``formats: ipynb,py:percent``, their cells must have the
+  same types and sources (both read with jupytext), and the ``.ipynb`` must carry no outputs and no
+  execution counts.
+  """
+  import jupytext  # pylint: disable=g-import-not-at-top
+
+  py = pathlib.Path(py)
+  ipynb = py.with_suffix(".ipynb")
+  if not ipynb.exists():
+    return [f"{py.name}: no paired {ipynb.name}; {SYNC_HINT}"]
+  problems = []
+  text_nb, ipynb_nb = jupytext.read(py), jupytext.read(ipynb)
+  for name, nb in ((py.name, text_nb), (ipynb.name, ipynb_nb)):
+    formats = nb.metadata.get("jupytext", {}).get("formats")
+    if formats != FORMATS:
+      problems.append(f"{name}: jupytext formats is {formats!r}, not {FORMATS!r}")
+  a = [(c.cell_type, c.source) for c in text_nb.cells]
+  b = [(c.cell_type, c.source) for c in ipynb_nb.cells]
+  for i, (ca, cb) in enumerate(zip(a, b)):
+    if ca != cb:
+      problems.append(f"{py.name} and {ipynb.name} differ at cell {i} ({ca[0]} / {cb[0]}): "
+                      f"{ca[1][:60]!r} / {cb[1][:60]!r}; {SYNC_HINT}")
+      break
+  if len(a) != len(b):
+    problems.append(f"{py.name} has {len(a)} cells, {ipynb.name} {len(b)}; {SYNC_HINT}")
+  raw = json.loads(ipynb.read_text())  # the file as Colab loads it
+  for i, cell in enumerate(raw.get("cells", [])):
+    if cell.get("outputs"):
+      problems.append(f"{ipynb.name}: cell {i} has outputs (strip them: {SYNC_HINT})")
+    if cell.get("execution_count") is not None:
+      problems.append(f"{ipynb.name}: cell {i} has execution count {cell['execution_count']} "
+                      f"(strip it: {SYNC_HINT})")
+  return problems
 
 
 def execute(path: str | os.PathLike, *, timeout: int = 600) -> None:
-  """Runs every cell of the notebook at ``path``; raises on the first failing cell."""
+  """Runs every cell of the notebook at ``path`` (``.ipynb`` or ``.py``) with small settings, from the
+  repository root (a checkout: the notebook's setup cell does nothing); raises on the first failing cell.
+  """
   import jupytext  # pylint: disable=g-import-not-at-top
   import nbclient  # pylint: disable=g-import-not-at-top
 
@@ -28,7 +83,14 @@ def execute(path: str | os.PathLike, *, timeout: int = 600) -> None:
 
 
 def main(argv: list[str]) -> int:
-  paths = argv[1:] or sorted(str(p) for p in (REPO / "colabs").glob("*.py"))
+  if argv[1:]:
+    paths = argv[1:]
+  else:  # everything: the pairs first, then the .ipynb files (the code a Colab user runs)
+    problems = [p for py in notebooks() for p in pair_problems(py)]
+    if problems:
+      print("\n".join(problems), file=sys.stderr)
+      return 1
+    paths = [str(py.with_suffix(".ipynb")) for py in notebooks()]
   for p in paths:
     t = time.monotonic()
     execute(p)

@@ -3,8 +3,8 @@
 Kinds, and what a registered object is:
 
 - ``model``: ``build(input_shape, num_classes, rngs, **kwargs) -> nnx.Module`` following
-  `jaxdyn.models.Model`; ``config.model`` / ``config.model_kwargs``. ``tiny`` gives the smallest
-  kwargs that still exercise every code path (the composition tests use it).
+  `jaxdyn.models.Model`; ``config.model`` / ``config.model_kwargs``. A builder raises a ValueError
+  starting ``"input_shape:"`` when the dataset's inputs do not fit the model.
 - ``objective``: ``fn(model, batch, *, key, **kwargs) -> (loss, aux)``: ``model`` is the merged NNX
   model, ``batch`` is ``{"x", "y"}``, ``aux`` a dict with at least ``"logits"`` (training accuracy)
   and any scalars to log. Parameters the run determines (``step``, ``num_train``,
@@ -17,6 +17,9 @@ Kinds, and what a registered object is:
 - ``capability``: ``predicate(model) -> bool``: what a model can do (``head_split``, ``spiking``,
   ...). Objectives, transforms and callbacks name the capabilities they ``require``; config
   validation checks them against the built (abstract) model before anything compiles.
+
+Any piece may give ``tiny`` keyword arguments: the smallest setting that still runs every code path
+(the composition tests, ``tests/experiments/test_composition.py``, use them).
 
 Adapters register their pieces at import; `load_all` imports every module of
 ``experiments.techniques`` (found with ``pkgutil``), so a new family needs no central import list.
@@ -48,7 +51,7 @@ class Entry:
   obj: Any
   module: str
   requires: tuple[str, ...] = ()  # capabilities of the model this piece needs
-  tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # models: smallest kwargs
+  tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # smallest kwargs (tests)
   doc: str = ""
 
   @property

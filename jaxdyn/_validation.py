@@ -177,7 +177,7 @@ def check_finite(name: str, x: Any) -> None:
   bad = ~np.isfinite(v.astype(np.float64))
   if bad.any():
     idx = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise ValueError(f"{name}: must be finite, found {v[idx]!r} at index {idx}")
+    raise ValueError(f"{name}: must be finite, found {float(v[idx])} at index {idx}")
 
 
 def check_integer_labels(name: str, labels: Any, num_classes: int, *, shape: tuple[int, ...] | None = None

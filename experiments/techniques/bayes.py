@@ -135,7 +135,7 @@ def _has_ssvi(ctx) -> bool:
   return True
 
 
-@register("callback", "bayes_eval", requires=("bayesian",))
+@register("callback", "bayes_eval", requires=("bayesian",), tiny={"num_samples": 2})
 class BayesEvalCallback(Callback):
   """At the end: mean-weight and Monte Carlo predictive metrics, and the training-FLOP count.
 

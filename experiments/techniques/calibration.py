@@ -20,6 +20,8 @@ References:
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -213,6 +215,10 @@ class CalibrationCallback(Callback):
   def on_end(self) -> dict[str, float]:
     logits, _, labels = self.ctx.eval_outputs()
     out = self._metrics(logits, labels)
+    if not np.isfinite(logits).all():  # a diverged model: its metrics are NaN; nothing to fit or draw
+      warnings.warn(f"calibration: the final model's eval logits are not finite; temperature scaling and "
+                    f"{RELIABILITY_PNG} are skipped", RuntimeWarning, stacklevel=2)
+      return {**out, "ece_ts": float("nan"), "temperature": float("nan")}
     if self.temperature_source == "eval_crossfit":
       out["ece_ts"], out["temperature"] = _crossfit_temperature(logits, labels, self.num_bins)
     else:

@@ -27,14 +27,20 @@ def shrink(config):
   elif config.model == "vit":
     config.model_kwargs.depth = 1
   config.num_train_steps = 3
+  if config.optimizer.schedule == "piecewise":  # the boundaries of the full run, squeezed into 3 steps
+    config.optimizer.boundaries = tuple(range(1, 1 + len(config.optimizer.boundaries)))
   config.batch_size = min(config.batch_size, 16)
   config.eval_batch_size = min(config.eval_batch_size, 64)
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 3
+  callbacks = []
   for cb in config.callbacks:
+    cb = {"name": cb} if isinstance(cb, str) else dict(cb)
     if "every_steps" in cb:
       cb["every_steps"] = 3
     if "probe_size" in cb:  # measurement callbacks: a small probe (their own tests check the numbers)
       cb["probe_size"] = 64
+    callbacks.append(cb)
+  config.callbacks = tuple(callbacks)
   return config
 
 

@@ -97,7 +97,7 @@ def probe_set(source, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.
   return idx, np.stack([r["x"] for r in recs]), np.asarray([r["y"] for r in recs])
 
 
-@register("callback", "dse")
+@register("callback", "dse", tiny={"every_steps": 1, "probe_size": 40, "num_clusters": 2, "num_repeats": 1})
 class DSECallback(Callback):
   """Tracks DSE(Z), DSMI(Z; Y), DSMI(Z; X) of penultimate features on a fixed probe of eval data.
 

@@ -223,3 +223,14 @@ def test_callback_in_a_training_run(tmp_path):
   assert (tmp_path / cal.RELIABILITY_PNG).stat().st_size > 0
   logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in logged if "eval_ece" in r] == [2, 4]
+
+
+def test_callback_on_a_diverged_model_reports_nan_and_draws_nothing(tmp_path):
+  logits, labels = _random_outputs(50, 3)
+  logits[4, 1] = np.nan
+  cb = cal.CalibrationCallback()
+  cb.setup(_fake_ctx(tmp_path, logits, labels))
+  with pytest.warns(RuntimeWarning, match="not finite"):
+    out = cb.on_end()
+  assert np.isnan(out["ece"]) and np.isnan(out["ece_ts"]) and np.isnan(out["temperature"])
+  assert not (tmp_path / cal.RELIABILITY_PNG).exists()

@@ -1,0 +1,157 @@
+"""Composition is jaxdyn's promise: every compatible pair of registered pieces trains together.
+
+Pairs, not the full product: objective x model (each model at its ``tiny`` size on a dataset it fits),
+objective x transform and objective x callback (each on the smallest model that has what both need).
+A compatible pair runs two training steps through the harness (build, compile, train, evaluate,
+checkpoint, callbacks); an incompatible one (a piece requires a capability the model lacks) must fail
+config validation, before anything compiles, with one message naming both. New families join the
+matrix by registering their pieces; nothing here lists them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from flax import nnx
+
+from configs import default
+from experiments import registry
+from experiments.config_schema import ConfigError
+from experiments.train import train_and_evaluate
+from jaxdyn.data import load_dataset
+
+DATASETS = ("mnist1d", "digits")  # 1-D signals, then small images: the first one a model fits is used
+
+
+def _pieces(kind):
+  """The pieces the adapters register (not the ones test modules add for themselves)."""
+  return [e for e in registry.entries(kind) if e.module.startswith("experiments.techniques")]
+
+
+@functools.cache
+def _shape(dataset):
+  ds = load_dataset(dataset)
+  return tuple(ds.input_shape), ds.num_classes
+
+
+@functools.cache
+def _fit(model_name):
+  """(dataset, capabilities) of the model at its tiny size: the first dataset it fits."""
+  e = registry.entry("model", model_name)
+  for dataset in DATASETS:
+    shape, classes = _shape(dataset)
+    try:
+      model = nnx.eval_shape(lambda: e.obj(shape, classes, nnx.Rngs(0), **e.tiny))
+    except ValueError as err:
+      if str(err).startswith("input_shape:"):
+        continue
+      raise
+    caps = frozenset(c.name for c in _pieces("capability") if c.obj(model))
+    return dataset, caps
+  raise AssertionError(f"model {model_name!r} fits none of {DATASETS}")
+
+
+MODELS = [e.name for e in _pieces("model")]  # registration order within a module; sorted by name
+
+
+def _smallest(requires):
+  """The first model (mlp-like models first) whose capabilities cover ``requires``."""
+  order = sorted(MODELS, key=lambda m: (len(_fit(m)[0] != "mnist1d"), "resnet" in m or "vgg" in m or "vit" in m, m))
+  for m in order:
+    if set(requires) <= _fit(m)[1]:
+      return m
+  return None
+
+
+def _config(model, objective, *, transforms=(), callbacks=()):
+  c = default.get_config()
+  dataset, _ = _fit(model)
+  c.dataset, c.model = dataset, model
+  c.model_kwargs = dict(registry.entry("model", model).tiny)
+  c.objective = objective
+  c.objective_kwargs = dict(registry.entry("objective", objective).tiny)
+  c.transforms = tuple({"name": t, **registry.entry("transform", t).tiny} for t in transforms)
+  c.callbacks = tuple({"name": cb, **registry.entry("callback", cb).tiny} for cb in callbacks)
+  c.batch_size, c.eval_batch_size = 16, 256
+  c.num_train_steps = c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 2
+  c.max_checkpoints = 1
+  return c
+
+
+def _check(config, tmp_path, pieces):
+  """Two steps if every piece's requirements hold on the model, else a validation error naming both."""
+  caps = _fit(config.model)[1]
+  missing = [(kind, name) for kind, name in pieces if not set(registry.entry(kind, name).requires) <= caps]
+  if not missing:
+    res = train_and_evaluate(config, str(tmp_path))
+    assert res["steps"] == 2 and res["eval_loss"] is not None
+    return
+  with pytest.raises(ConfigError) as info:
+    train_and_evaluate(config, str(tmp_path / "w"))
+  kind, name = missing[0]
+  message = str(info.value)
+  assert f"{kind} {name!r}" in message and f"model {config.model!r}" in message, message
+  assert not (tmp_path / "w").exists()
+
+
+def _ids(pairs):
+  return [f"{a}-{b}" for a, b in pairs]
+
+
+OBJECTIVES = [e.name for e in _pieces("objective")]
+OBJ_MODEL = [(o, m) for o in OBJECTIVES for m in MODELS]
+
+
+@pytest.mark.parametrize("objective,model", OBJ_MODEL, ids=_ids(OBJ_MODEL))
+def test_objective_with_model(objective, model, tmp_path):
+  _check(_config(model, objective), tmp_path, [("objective", objective)])
+
+
+def _with_smallest(kind, objective, name):
+  requires = {*registry.entry("objective", objective).requires, *registry.entry(kind, name).requires}
+  return _smallest(requires)
+
+
+OBJ_TRANSFORM = [(o, t.name) for o in OBJECTIVES for t in _pieces("transform")]
+
+
+def _model_for(kind, objective, name):
+  """The smallest model that has what both pieces need; when none has, the objective's own smallest
+  model (the pair is incompatible, and validation must name the other piece and the model)."""
+  model = _with_smallest(kind, objective, name) or _smallest(registry.entry("objective", objective).requires)
+  assert model is not None, f"no registered model has what objective {objective!r} needs"
+  return model
+
+
+@pytest.mark.parametrize("objective,transform", OBJ_TRANSFORM, ids=_ids(OBJ_TRANSFORM))
+def test_objective_with_transform(objective, transform, tmp_path):
+  model = _model_for("transform", objective, transform)
+  _check(_config(model, objective, transforms=(transform,)), tmp_path,
+         [("objective", objective), ("transform", transform)])
+
+
+OBJ_CALLBACK = [(o, c.name) for o in OBJECTIVES for c in _pieces("callback")]
+
+
+@pytest.mark.parametrize("objective,callback", OBJ_CALLBACK, ids=_ids(OBJ_CALLBACK))
+def test_objective_with_callback(objective, callback, tmp_path):
+  model = _model_for("callback", objective, callback)
+  _check(_config(model, objective, callbacks=(callback,)), tmp_path,
+         [("objective", objective), ("callback", callback)])
+
+
+def test_declared_incompatibilities_fail_validation_naming_both(tmp_path):
+  # msd needs a head split; a spiking network has none (its output is a mean over time steps).
+  assert "head_split" not in _fit("spiking_mlp")[1]
+  with pytest.raises(ConfigError, match=r"config.objective: objective 'msd' needs a model with capability "
+                                        r"'head_split' .*model 'spiking_mlp' does not have it"):
+    train_and_evaluate(_config("spiking_mlp", "msd"), str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+def test_every_piece_of_every_kind_is_in_the_matrix():
+  for kind in ("objective", "transform", "callback", "model"):
+    assert _pieces(kind), kind
+  assert {"msd", "sltt", "vi", "ce"} <= set(OBJECTIVES)
+  assert {"spiking_mlp", "bayes_mlp", "mlp"} <= set(MODELS)
