@@ -24,10 +24,9 @@ from flax import nnx
 
 from configs import default
 from experiments import callbacks, registry
-from experiments.optimizers import make_schedule
+from experiments.optim import make_schedule
 from experiments.train import train_and_evaluate
 from jaxdyn.data import load_dataset, train_pipeline
-from jaxdyn.models import create_model
 
 
 @registry.register("callback", "window_timer_for_benchmark")
@@ -36,8 +35,8 @@ class WindowTimer(callbacks.Callback):
 
   times: dict[str, float] = {}
 
-  def __init__(self, ctx, *, start: int, stop: int):
-    super().__init__(ctx, every_steps=1)
+  def __init__(self, *, start: int, stop: int):
+    super().__init__(every_steps=1)
     self.start, self.stop = start, stop
 
   def run(self, step):
@@ -47,7 +46,7 @@ class WindowTimer(callbacks.Callback):
 
 
 def harness_seconds(config, start, stop) -> float:
-  config.callbacks = [{"name": "window_timer_for_benchmark", "start": start, "stop": stop}]
+  config.callbacks = ({"name": "window_timer_for_benchmark", "start": start, "stop": stop},)
   config.progress_every_seconds = 1e9
   with tempfile.TemporaryDirectory() as wd:
     train_and_evaluate(config, wd)
@@ -56,8 +55,8 @@ def harness_seconds(config, start, stop) -> float:
 
 def minimal_seconds(config, start, stop) -> float:
   ds = load_dataset(config.dataset)
-  model = create_model(config.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-                       rngs=nnx.Rngs(params=config.seed), kwargs=config.model_kwargs)
+  model = registry.get("model", config.model)(tuple(ds.input_shape), ds.num_classes, nnx.Rngs(params=config.seed),
+                                              **config.model_kwargs)
   graphdef, params = nnx.split(model, nnx.Param)
   lr = make_schedule("cosine", base=config.optimizer.learning_rate, total_steps=config.num_train_steps)
   tx = optax.adam(lr)

@@ -18,11 +18,14 @@ import pathlib
 import platform
 import re
 import statistics
+import sys
 import time
+import traceback
 
 from absl import app, flags, logging
 
 from experiments import claims as claims_lib
+from experiments.config_schema import ConfigError
 from experiments.train import train_and_evaluate
 
 FLAGS = flags.FLAGS
@@ -166,7 +169,14 @@ def main(argv):
       raise app.UsageError(f"--claim: unknown {FLAGS.claim!r}; declared claims are {sorted(found)}")
     found = {FLAGS.claim: found[FLAGS.claim]}
   for name, claim in found.items():
-    outcome = run_claim(claim, FLAGS.runs_dir)
+    try:
+      outcome = run_claim(claim, FLAGS.runs_dir)
+    except Exception as e:  # pylint: disable=broad-except  (report, then leave: no thread may hold the exit)
+      if not isinstance(e, ConfigError):
+        traceback.print_exc()
+      print(f"FATAL: claim {name}: {e}; REPRODUCTION.md keeps its earlier section (rerun to resume the runs)",
+            file=sys.stderr, flush=True)
+      os._exit(2 if isinstance(e, ConfigError) else 1)  # pylint: disable=protected-access
     section = render(claim, outcome)
     update_report(FLAGS.output, name, section)
     print(section, flush=True)
