@@ -131,7 +131,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   try:
     check_dataset_name(config.dataset)
   except ValueError as e:
-    raise ConfigError(f"config.{e}") from None
+    raise ConfigError(f"config.dataset: {str(e).split(': ', 1)[1]}") from None
   if config.augment and config.augment not in AUGMENTATIONS:
     raise ConfigError(f"config.augment: must be one of {', '.join(AUGMENTATIONS)} or empty, got {config.augment!r}")
   for key in ("data_dir", "cache_dir"):

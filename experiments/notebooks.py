@@ -51,8 +51,11 @@ def pair_problems(py: str | os.PathLike) -> list[str]:
   b = [(c.cell_type, c.source) for c in ipynb_nb.cells]
   for i, (ca, cb) in enumerate(zip(a, b)):
     if ca != cb:
-      problems.append(f"{py.name} and {ipynb.name} differ at cell {i} ({ca[0]} / {cb[0]}): "
-                      f"{ca[1][:60]!r} / {cb[1][:60]!r}; {SYNC_HINT}")
+      la, lb = ca[1].splitlines(), cb[1].splitlines()
+      j = next((j for j, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la), len(lb)))
+      line_a, line_b = (repr(ls[j]) if j < len(ls) else "(no line)" for ls in (la, lb))
+      problems.append(f"{py.name} and {ipynb.name} differ at cell {i} ({ca[0]} / {cb[0]}), line {j + 1}: "
+                      f"{line_a} / {line_b}; {SYNC_HINT}")
       break
   if len(a) != len(b):
     problems.append(f"{py.name} has {len(a)} cells, {ipynb.name} {len(b)}; {SYNC_HINT}")
@@ -74,12 +77,11 @@ def execute(path: str | os.PathLike, *, timeout: int = 600) -> None:
   import nbclient  # pylint: disable=g-import-not-at-top
 
   nb = jupytext.read(path)
-  os.environ["JAXDYN_NOTEBOOK_SMALL"] = "1"
-  os.environ["MPLBACKEND"] = "Agg"
-  os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+  env = {**os.environ, "JAXDYN_NOTEBOOK_SMALL": "1", "MPLBACKEND": "Agg",
+         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
   client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                    resources={"metadata": {"path": str(REPO)}})
-  client.execute()
+  client.execute(env=env)  # the kernel's environment
 
 
 def main(argv: list[str]) -> int:

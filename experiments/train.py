@@ -150,7 +150,7 @@ def build(config: ml_collections.ConfigDict) -> Built:
   try:
     dataset = load_dataset(config.dataset, cache_dir=config.cache_dir or None, data_dir=config.data_dir or None)
   except ValueError as e:
-    raise ConfigError(f"config.dataset: {e}") from None
+    raise ConfigError(f"config.dataset: {str(e).split(': ', 1)[-1]}") from None
 
   # The model, and the capabilities the other pieces need from it.
   model_kwargs = dict(config.model_kwargs)

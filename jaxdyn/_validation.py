@@ -133,7 +133,7 @@ def check_ndim(name: str, x: Any, ndims: int | tuple[int, ...]) -> None:
   ndims = (ndims,) if isinstance(ndims, int) else tuple(ndims)
   if np.ndim(x) not in ndims:
     want = " or ".join(str(d) for d in ndims)
-    raise ValueError(f"{name}: must have {want} dimensions, got shape {np.shape(x)}")
+    raise ValueError(f"{name}: must have {want} dimension{'' if ndims == (1,) else 's'}, got shape {np.shape(x)}")
 
 
 def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jaxdyn import _validation
+
 __all__ = ["AUGMENTATIONS", "get_augmentation", "random_crop_flip"]
 
 Augmentation = Callable[[np.random.Generator, np.ndarray], np.ndarray]
@@ -33,7 +35,8 @@ def random_crop_flip(rng: np.random.Generator, x: np.ndarray, *, padding: int = 
     flip: also flip horizontally at random.
 
   Returns:
-    The augmented batch, shape and dtype of ``x``.
+    The augmented batch, shape and dtype of ``x`` (an empty batch gives an empty batch; values,
+    NaN included, are moved, never changed).
 
   Example:
     >>> import numpy as np
@@ -45,11 +48,12 @@ def random_crop_flip(rng: np.random.Generator, x: np.ndarray, *, padding: int = 
   References:
     He et al., CVPR 2016, https://arxiv.org/abs/1512.03385 (Sec. 4.2, the CIFAR augmentation).
   """
+  if not isinstance(rng, np.random.Generator):
+    raise TypeError(f"rng: must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
   x = np.asarray(x)
   if x.ndim != 4:
     raise ValueError(f"x: random_crop_flip needs an NHWC image batch (B, H, W, C), got shape {x.shape}")
-  if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-    raise ValueError(f"padding: must be an int >= 0, got {padding!r}")
+  padding = _validation.check_int("padding", padding, lower=0)
   b, h, w, _ = x.shape
   padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   rows = rng.integers(0, 2 * padding + 1, size=b)[:, None] + np.arange(h)  # (B, H)
@@ -73,6 +77,6 @@ AUGMENTATIONS = tuple(_AUGMENTATIONS)
 
 def get_augmentation(name: str) -> Augmentation:
   """The augmentation ``fn(rng, x) -> x`` called ``name`` (one of `AUGMENTATIONS`)."""
-  if name not in _AUGMENTATIONS:
-    raise ValueError(f"augment: must be one of {list(AUGMENTATIONS)} (or empty for none), got {name!r}")
+  if not isinstance(name, str) or name not in _AUGMENTATIONS:
+    raise ValueError(f"name: must be an augmentation in {', '.join(AUGMENTATIONS)}, got {name!r}")
   return _AUGMENTATIONS[name]

@@ -7,7 +7,22 @@ from typing import Any
 import grain
 import numpy as np
 
-from jaxdyn.data._augment import get_augmentation
+from jaxdyn import _validation
+from jaxdyn.data._augment import AUGMENTATIONS, get_augmentation
+
+
+def _check_sharding(source: Any, batch_size: Any, process_index: Any, process_count: Any) -> tuple[int, int, int]:
+  """Validated ``(batch_size, process_index, process_count)`` for a non-empty ``source``."""
+  if not hasattr(source, "__len__") or not hasattr(source, "__getitem__"):
+    raise TypeError(f"source: must be a random-access source (len and indexing), got {type(source).__name__}")
+  if len(source) == 0:
+    raise ValueError("source: has no examples")
+  process_count = _validation.check_int("process_count", process_count, lower=1)
+  process_index = _validation.check_int("process_index", process_index, lower=0, upper=process_count - 1)
+  batch_size = _validation.check_int("batch_size", batch_size, lower=1)
+  if batch_size % process_count:
+    raise ValueError(f"batch_size: must be a positive multiple of process_count={process_count}, got {batch_size}")
+  return batch_size, process_index, process_count
 
 
 def _gather(source: Any, idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -45,10 +60,8 @@ def train_pipeline(
       ``""`` for none. Its draws come from a generator seeded by (``seed``, ``process_index``, step):
       deterministic and resumable; with several processes the draws differ from a one-process run's.
   """
-  if batch_size < 1 or batch_size % process_count:
-    raise ValueError(f"batch_size: must be a positive multiple of process_count={process_count}, got {batch_size}")
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index: must be in [0, {process_count}), got {process_index}")
+  batch_size, process_index, process_count = _check_sharding(source, batch_size, process_index, process_count)
+  seed = _validation.check_int("seed", seed)
   if len(source) < batch_size:
     raise ValueError(f"batch_size: {batch_size} exceeds the dataset's {len(source)} examples")
   ds = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat(None)
@@ -56,7 +69,10 @@ def train_pipeline(
   ds = ds.batch(batch_size // process_count, batch_fn=np.asarray)
   ds = ds.map(lambda idx: _gather(source, idx))
   if augment:
-    fn = get_augmentation(augment)
+    try:
+      fn = get_augmentation(augment)
+    except ValueError:
+      raise ValueError(f"augment: must be one of {', '.join(AUGMENTATIONS)} or empty, got {augment!r}") from None
     aug_seed = int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
     ds = ds.random_map(lambda batch, rng: {**batch, "x": fn(rng, batch["x"])}, seed=aug_seed)
   return ds
@@ -67,6 +83,7 @@ def eval_batches(source: Any, *, batch_size: int, process_index: int = 0, proces
 
   The last batch is padded (``mask`` is 0 on padding) so that one compiled eval step serves all.
   """
+  batch_size, process_index, process_count = _check_sharding(source, batch_size, process_index, process_count)
   n = len(source)
   idx = np.arange(process_index, n, process_count)
   local = batch_size // process_count

@@ -19,6 +19,10 @@ class ArraySource:
   y: np.ndarray
 
   def __post_init__(self):
+    if np.ndim(self.x) < 1:
+      raise ValueError(f"x: must hold one example per leading index, got shape {np.shape(self.x)}")
+    if np.ndim(self.y) != 1 or not np.issubdtype(np.asarray(self.y).dtype, np.integer):
+      raise ValueError(f"y: must be 1-D integer class ids, got {np.asarray(self.y).dtype} of shape {np.shape(self.y)}")
     if len(self.x) != len(self.y):
       raise ValueError(f"y: length {len(self.y)} does not match x's {len(self.x)}")
 
@@ -153,7 +157,7 @@ def _tfds(name: str, data_dir: str | None) -> Dataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   if name not in _TFDS_CLASSES:
-    raise ValueError(f"dataset: tfds:{name} is not supported; supported are "
+    raise ValueError(f"name: tfds:{name} is not supported; supported are "
                      f"{['tfds:' + n for n in sorted(_TFDS_CLASSES)]}")
   try:
     train = tfds.data_source(name, split="train", data_dir=data_dir, download=False)
@@ -161,7 +165,7 @@ def _tfds(name: str, data_dir: str | None) -> Dataset:
   except Exception as e:  # pylint: disable=broad-except
     where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     raise DatasetNotPreparedError(
-        f"dataset: tfds:{name} is not prepared in array_record format under {where} ({type(e).__name__}). "
+        f"name: tfds:{name} is not prepared in array_record format under {where} ({type(e).__name__}). "
         f"Prepare it once on a machine with network access and TensorFlow installed (TensorFlow is not a "
         f"jaxdyn dependency; a separate environment is fine):\n"
         f"    pip install tensorflow tensorflow-datasets\n"
@@ -179,8 +183,8 @@ DATASETS: Sequence[str] = tuple(sorted(_BUILTIN)) + tuple(f"tfds:{n}" for n in s
 
 def check_dataset_name(name: str) -> None:
   """Raises ``ValueError`` naming the valid datasets if ``name`` is not one of them."""
-  if name not in DATASETS:
-    raise ValueError(f"dataset: unknown name {name!r}; valid names are {list(DATASETS)}")
+  if not isinstance(name, str) or name not in DATASETS:
+    raise ValueError(f"name: unknown dataset {name!r}; valid names are {', '.join(DATASETS)}")
 
 
 def load_dataset(name: str, *, cache_dir: str | os.PathLike | None = None, data_dir: str | None = None) -> Dataset:
@@ -199,6 +203,9 @@ def load_dataset(name: str, *, cache_dir: str | os.PathLike | None = None, data_
     ValueError: unknown name. DatasetNotPreparedError (a ValueError): TFDS data not prepared.
   """
   check_dataset_name(name)
+  for arg, value in (("cache_dir", cache_dir), ("data_dir", data_dir)):
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+      raise TypeError(f"{arg}: must be a path, got {type(value).__name__}")
   if name.startswith("tfds:"):
     return _tfds(name[len("tfds:"):], data_dir)
   return _BUILTIN[name](pathlib.Path(cache_dir) if cache_dir else default_cache_dir())

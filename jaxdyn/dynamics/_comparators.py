@@ -23,22 +23,43 @@ import optax
 from jax.scipy.special import digamma
 from jax.typing import ArrayLike
 
-from jaxdyn.dynamics._checks import check_int, check_key, check_points
+from jaxdyn import _validation
+from jaxdyn.dynamics._checks import check_points, check_points_shape
+from jaxdyn.dynamics._numerics import times_pow2
 
 _LN2 = math.log(2.0)
 _AUTHORS_EPS = 2.220446049250313e-16
 
 
 def _as_2d(name: str, A: ArrayLike, n: int | None = None) -> jax.Array:
-  shape = np.shape(A)
-  if len(shape) == 1:
+  """``A`` as ``(N, D)`` floating samples (a 1-D ``A`` is one column), N >= 2 (and ``n`` if given).
+
+  A NaN or infinity in a concrete ``A`` raises naming it; a traced one is left to the
+  estimator, which returns NaN for it.
+  """
+  _validation.check_ndim(name, A, (1, 2))
+  if np.ndim(A) == 1:
     A = jnp.reshape(jnp.asarray(A), (-1, 1))
-  elif len(shape) != 2:
-    raise ValueError(f"{name}: expected shape (N,) or (N, D), got {shape}")
   A = check_points(name, A, min_points=2)
   if n is not None and A.shape[0] != n:
-    raise ValueError(f"{name}: expected N = {n} rows to match X, got {A.shape[0]}")
+    raise ValueError(f"{name}: must have N = {n} rows to match X, got shape {A.shape}")
+  _validation.check_finite(name, A)
   return A
+
+
+def _unit_scale(*arrays: jax.Array) -> list[jax.Array]:
+  """The arrays divided by the power of two of their common ``max |.|`` (exact).
+
+  k-NN estimators depend on distance ranks only, which a common scale keeps: the distances
+  are then computed without overflow for data of any magnitude, with the same bits.
+  """
+  e = jnp.frexp(functools.reduce(jnp.maximum, [jnp.max(jnp.abs(a)) for a in arrays]))[1]
+  return [times_pow2(a, -e) for a in arrays]
+
+
+def _all_finite(*arrays: jax.Array) -> jax.Array:
+  """Traced half of the non-finite policy: False if any entry of any array is NaN or infinite."""
+  return functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(a)) for a in arrays])
 
 
 def binned_shannon_entropy(Z: ArrayLike, *, num_bins_per_dim: int = 2) -> float:
@@ -57,6 +78,9 @@ def binned_shannon_entropy(Z: ArrayLike, *, num_bins_per_dim: int = 2) -> float:
   points in occupied cell ``v`` (empty cells are not enumerated). The ``2.2e-16`` is the
   authors' epsilon. ``0 <= H <= log2 N``: in high dimension almost every point gets its
   own cell and ``H`` saturates at ``log2 N``, the failure DSE is meant to avoid.
+  A host-side (NumPy, float64) estimator: a NaN or infinity in ``Z`` raises naming it, as
+  do fewer than 2 points; each dimension is scaled by the power of two of its largest
+  magnitude before binning (exact), so any finite magnitude bins correctly.
 
   Args:
     Z: ``(N, D)`` points; N >= 2.
@@ -73,8 +97,11 @@ def binned_shannon_entropy(Z: ArrayLike, *, num_bins_per_dim: int = 2) -> float:
     Liao, Liu et al., arXiv 2312.04823, https://arxiv.org/abs/2312.04823;
     https://github.com/ChenLiu-1996/DiffusionSpectralEntropy.
   """
-  num_bins_per_dim = check_int("num_bins_per_dim", num_bins_per_dim, 1)
-  z = np.asarray(check_points("Z", Z, min_points=2), np.float64)
+  num_bins_per_dim = _validation.check_int("num_bins_per_dim", num_bins_per_dim, lower=1)
+  check_points_shape("Z", Z, min_points=2)
+  z = np.asarray(Z, np.float64)  # on the host, in float64 (not through a float32 JAX array)
+  _validation.check_finite("Z", z)
+  z = np.ldexp(z, -np.frexp(np.max(np.abs(z), axis=0))[1])  # hi - lo cannot overflow
   lo, hi = z.min(axis=0), z.max(axis=0)
   span = np.where(hi > lo, hi - lo, 1.0)
   u = (z - lo) / span
@@ -98,6 +125,8 @@ def _pairwise_euclidean(A: jax.Array) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("k",))
 def _ksg(X: jax.Array, Y: jax.Array, k: int) -> jax.Array:
   n = X.shape[0]
+  finite = _all_finite(X, Y)
+  X, Y = _unit_scale(X, Y)
   dx = _pairwise_euclidean(X)
   dy = _pairwise_euclidean(Y)
   dz = jnp.maximum(dx, dy)
@@ -107,7 +136,7 @@ def _ksg(X: jax.Array, Y: jax.Array, k: int) -> jax.Array:
   nx = jnp.sum((dx < eps[:, None]) & off, axis=1)
   ny = jnp.sum((dy < eps[:, None]) & off, axis=1)
   nats = digamma(float(k)) + digamma(float(n)) - jnp.mean(digamma(nx + 1.0) + digamma(ny + 1.0))
-  return nats / _LN2
+  return _validation.nan_unless(finite, nats / _LN2)
 
 
 def ksg_mutual_information(X: ArrayLike, Y: ArrayLike, *, k: int = 3) -> jax.Array:
@@ -121,9 +150,13 @@ def ksg_mutual_information(X: ArrayLike, Y: ArrayLike, *, k: int = 3) -> jax.Arr
   allows: the joint ball is a product of marginal balls); ``n_x(i) = |{j != i :
   ||x_i - x_j|| < eps_i}|`` and likewise ``n_y``. Divided by ``ln 2``. O(N^2) memory; ties
   (repeated points) bias it, so add tiny noise to discrete-valued data. Not clipped at 0.
+  Distances are computed on ``X`` and ``Y`` divided by the power of two of their common
+  largest magnitude (exact: the same neighbours), so data of any magnitude computes. A NaN
+  or infinity in ``X`` or ``Y`` raises naming it (concrete inputs) or gives NaN (under
+  ``jit``); fewer than 2 samples raise.
 
   Args:
-    X: ``(N,)`` or ``(N, dx)`` samples.
+    X: ``(N,)`` or ``(N, dx)`` samples, N >= 2.
     Y: ``(N,)`` or ``(N, dy)`` samples paired with ``X``.
     k: neighbours, an integer in ``[1, N - 1]`` (KSG suggest 2-4).
 
@@ -144,9 +177,7 @@ def ksg_mutual_information(X: ArrayLike, Y: ArrayLike, *, k: int = 3) -> jax.Arr
   """
   X = _as_2d("X", X)
   Y = _as_2d("Y", Y, X.shape[0])
-  n = X.shape[0]
-  if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 1:
-    raise ValueError(f"k: expected an integer in [1, N - 1] = [1, {n - 1}], got {k!r}")
+  k = _validation.check_int("k", k, lower=1, upper=X.shape[0] - 1)
   dtype = jnp.promote_types(X.dtype, Y.dtype)
   return _ksg(X.astype(dtype), Y.astype(dtype), k)
 
@@ -154,7 +185,8 @@ def ksg_mutual_information(X: ArrayLike, Y: ArrayLike, *, k: int = 3) -> jax.Arr
 @jax.jit
 def _ross(Z: jax.Array, cls: jax.Array, k_i: jax.Array, n_c: jax.Array, valid: jax.Array) -> jax.Array:
   n = Z.shape[0]
-  d = _pairwise_euclidean(Z)
+  finite = _all_finite(Z)
+  d = _pairwise_euclidean(_unit_scale(Z)[0])
   d = d + jnp.diag(jnp.full((n,), jnp.inf, d.dtype))
   same = cls[:, None] == cls[None, :]
   d_same = jnp.where(same, d, jnp.inf)
@@ -166,7 +198,7 @@ def _ross(Z: jax.Array, cls: jax.Array, k_i: jax.Array, n_c: jax.Array, valid: j
   mean = lambda v: jnp.sum(w * v) / n_valid
   nats = digamma(n_valid) + mean(digamma(k_i.astype(Z.dtype))) - mean(digamma(n_c.astype(Z.dtype)))
   nats = nats - mean(digamma(m.astype(Z.dtype)))
-  return nats / _LN2
+  return _validation.nan_unless(finite, nats / _LN2)
 
 
 def knn_mutual_information_discrete(Z: ArrayLike, labels: ArrayLike, *, k: int = 3) -> jax.Array:
@@ -182,11 +214,15 @@ def knn_mutual_information_discrete(Z: ArrayLike, labels: ArrayLike, *, k: int =
   points left. Divided by ``ln 2``. This is the estimator scikit-learn's
   ``mutual_info_classif`` applies to each feature separately (it also adds ~1e-10 noise
   and clips the result at 0); here ``Z`` is one multivariate variable and the estimate is
-  not clipped, so it can be slightly negative. O(N^2) memory.
+  not clipped, so it can be slightly negative. O(N^2) memory. Distances are computed on
+  ``Z`` divided by the power of two of its largest magnitude (exact), so data of any
+  magnitude computes. A NaN or infinity in ``Z`` raises naming it (concrete) or gives NaN
+  (under ``jit``); a NaN or infinite floating label raises; fewer than 2 samples raise.
 
   Args:
-    Z: ``(N,)`` or ``(N, D)`` continuous samples.
-    labels: ``(N,)`` discrete labels.
+    Z: ``(N,)`` or ``(N, D)`` continuous samples, N >= 2.
+    labels: ``(N,)`` discrete labels: any values ``np.unique`` can sort (they name classes,
+      they do not index anything), on the host.
     k: neighbours, an integer >= 1 (scikit-learn's default 3).
 
   Returns:
@@ -206,17 +242,18 @@ def knn_mutual_information_discrete(Z: ArrayLike, labels: ArrayLike, *, k: int =
   """
   Z = _as_2d("Z", Z)
   n = Z.shape[0]
-  k = check_int("k", k, 1)
+  k = _validation.check_int("k", k, lower=1)
   lab = np.asarray(labels)
   if lab.ndim == 2 and lab.shape[1] == 1:
     lab = lab[:, 0]
   if lab.ndim != 1 or lab.shape[0] != n:
-    raise ValueError(f"labels: expected shape (N,) with N = {n} to match Z, got {np.shape(labels)}")
+    raise ValueError(f"labels: must have shape (N,) with N = {n} to match Z, got shape {np.shape(labels)}")
+  _validation.check_finite("labels", lab)
   _, cls, counts = np.unique(lab, return_inverse=True, return_counts=True)
   n_c = counts[cls]
   valid = n_c > 1
   if not valid.any():
-    raise ValueError("labels: every class has a single point; need a class with >= 2 points")
+    raise ValueError("labels: must give some class >= 2 points, got a single point in every class")
   k_i = np.clip(np.minimum(k, n_c - 1), 1, None)
   return _ross(Z, jnp.asarray(cls), jnp.asarray(k_i), jnp.asarray(n_c), jnp.asarray(valid))
 
@@ -279,7 +316,7 @@ def _mine(X, Y, key, steps, learning_rate, ema_rate, bias_correction, *, hidden,
   params, _, _ = jax.lax.fori_loop(0, steps, step, carry)
   perms = jax.vmap(lambda kk: jax.random.permutation(kk, n))(jax.random.split(key_eval, eval_permutations))
   bounds = jax.vmap(lambda perm: _dv_bound(params, X, Y, Y[perm]))(perms)
-  return jnp.mean(bounds) / _LN2
+  return _validation.nan_unless(_all_finite(X, Y), jnp.mean(bounds) / _LN2)
 
 
 def mine_mutual_information(
@@ -309,16 +346,20 @@ def mine_mutual_information(
   to it). The returned value is the DV bound of the trained critic on all ``N`` pairs, the
   marginal term averaged over ``eval_permutations`` random permutations of ``Y``, divided
   by ``ln 2``. It is evaluated on the training sample, so it can overshoot slightly on
-  small ``N``; it is a lower bound only up to that and to optimisation error.
+  small ``N``; it is a lower bound only up to that and to optimisation error. The
+  standardisation divides by a power of two first (exact), so data of any magnitude
+  computes. A NaN or infinity in ``X`` or ``Y`` raises naming it (concrete) or gives NaN
+  (under ``jit``); fewer than 2 samples raise.
 
   Args:
-    X: ``(N,)`` or ``(N, dx)`` samples.
+    X: ``(N,)`` or ``(N, dx)`` samples, N >= 2.
     Y: ``(N,)`` or ``(N, dy)`` samples paired with ``X``.
     key: ``jax.random`` key (initialisation, minibatches, evaluation permutations).
     hidden: hidden-layer widths of the critic (each >= 1).
-    steps: optimisation steps (>= 1).
+    steps: optimisation steps, an integer in ``[1, 2^31 - 1]``.
     batch_size: minibatch size (>= 2).
-    learning_rate: Adam learning rate (> 0).
+    learning_rate: Adam learning rate (> 0). One large enough to make the training diverge
+      (about 1 with the other defaults) gives NaN, not a finite number.
     bias_correction: use the moving-average gradient correction.
     ema_rate: moving-average rate in (0, 1] (Belghazi et al. use 0.01).
     eval_permutations: permutations for the final marginal term (>= 1).
@@ -339,21 +380,19 @@ def mine_mutual_information(
     https://arxiv.org/abs/1801.04062; used as a comparator by Liao, Liu et al.,
     https://arxiv.org/abs/2312.04823, https://github.com/ChenLiu-1996/DiffusionSpectralEntropy.
   """
-  check_key(key, why="for the critic's initialisation and minibatches")
+  _validation.check_key("key", key, why=" for the critic's initialisation and minibatches")
   X = _as_2d("X", X)
   Y = _as_2d("Y", Y, X.shape[0])
-  hidden = tuple(check_int("hidden", h, 1) for h in hidden)
-  steps = check_int("steps", steps, 1)
-  batch_size = check_int("batch_size", batch_size, 2)
-  eval_permutations = check_int("eval_permutations", eval_permutations, 1)
-  if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
-    raise ValueError(f"learning_rate: expected a finite number > 0, got {learning_rate!r}")
-  if not (isinstance(ema_rate, (int, float)) and 0.0 < ema_rate <= 1.0):
-    raise ValueError(f"ema_rate: expected a number in (0, 1], got {ema_rate!r}")
+  hidden = tuple(_validation.check_int("hidden", h, lower=1) for h in hidden)
+  steps = _validation.check_int("steps", steps, lower=1, upper=2**31 - 1)  # a traced int32
+  batch_size = _validation.check_int("batch_size", batch_size, lower=2)
+  eval_permutations = _validation.check_int("eval_permutations", eval_permutations, lower=1)
+  learning_rate = _validation.check_real("learning_rate", learning_rate, lower=0.0, lower_open=True)
+  ema_rate = _validation.check_real("ema_rate", ema_rate, lower=0.0, upper=1.0, lower_open=True)
   dtype = jnp.promote_types(X.dtype, Y.dtype)
 
   def standardise(A):
-    A = A.astype(dtype)
+    A = _unit_scale(A.astype(dtype))[0]  # exact; std(A) of large A would overflow
     sd = jnp.std(A, axis=0)
     return (A - jnp.mean(A, axis=0)) / jnp.where(sd > 0, sd, 1.0)
 

@@ -14,10 +14,26 @@ import jax
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdyn.dynamics._checks import check_int, check_key, check_points, check_sigma, check_t
+from jaxdyn import _validation
+from jaxdyn.dynamics._checks import MAX_T, check_bandwidth, check_points
 from jaxdyn.dynamics._diffusion import diffusion_spectral_entropy
+from jaxdyn.dynamics._slq import DEFAULT_SLQ_OPTIONS, check_slq_options
 
 KINDS = ("auto", "discrete", "scalar", "vector")
+
+
+def _equal_width_bins(y: np.ndarray, num_bins: int) -> np.ndarray:
+  """Bin ids in ``[0, num_bins)`` of finite ``y`` over ``[min y, max y]``, the maximum in the last bin.
+
+  Computed on ``y`` divided by the power of two of ``max |y|`` (exact), so that ``max - min``
+  cannot overflow; a constant ``y`` is bin 0.
+  """
+  y = np.ldexp(y, -np.frexp(np.max(np.abs(y)))[1])
+  lo, hi = y.min(), y.max()
+  if hi == lo:
+    return np.zeros(y.shape[0], np.int64)
+  u = (y - lo) / (hi - lo)
+  return np.minimum(np.floor(u * num_bins), num_bins - 1).astype(np.int64)
 
 
 def reference_classes(
@@ -46,12 +62,16 @@ def reference_classes(
   * ``"auto"``: integer or boolean ``Y`` with one column is discrete; floating ``Y``
     with one column is scalar; with more columns, vector.
 
+  Runs on the host (NumPy): a NaN or infinity in a floating ``Y`` raises naming ``Y``, as
+  does an empty ``Y``. The binning is computed at a power-of-two scale of ``max |y|``, so any
+  finite magnitude bins correctly.
+
   Args:
-    Y: ``(N,)``, ``(N, 1)`` or ``(N, d)`` reference values.
+    Y: ``(N,)``, ``(N, 1)`` or ``(N, d)`` reference values, N >= 1.
     kind: how to discretise, see above.
     num_bins: bins for a continuous scalar ``Y`` (>= 1).
-    num_clusters: clusters for a continuous vector ``Y`` (>= 2).
-    seed: ``random_state`` of the spectral clustering.
+    num_clusters: clusters for a continuous vector ``Y`` (>= 2, fewer than N).
+    seed: ``random_state`` of the spectral clustering, an integer in ``[0, 2^32 - 1]``.
 
   Returns:
     ``(N,)`` numpy array of class ids.
@@ -64,15 +84,16 @@ def reference_classes(
     Liao, Liu et al., arXiv 2312.04823, https://arxiv.org/abs/2312.04823;
     https://github.com/ChenLiu-1996/DiffusionSpectralEntropy.
   """
-  if kind not in KINDS:
-    raise ValueError(f"kind: expected one of {list(KINDS)}, got {kind!r}")
-  num_bins = check_int("num_bins", num_bins, 1)
-  num_clusters = check_int("num_clusters", num_clusters, 2)
+  _validation.check_choice("kind", kind, KINDS)
+  num_bins = _validation.check_int("num_bins", num_bins, lower=1)
+  num_clusters = _validation.check_int("num_clusters", num_clusters, lower=2)
+  seed = _validation.check_int("seed", seed, lower=0, upper=2**32 - 1)
   y = np.asarray(Y)
   if y.ndim == 1:
     y = y[:, None]
   if y.ndim != 2 or y.shape[0] < 1:
-    raise ValueError(f"Y: expected shape (N,), (N, 1) or (N, d), got {np.shape(Y)}")
+    raise ValueError(f"Y: must have shape (N,), (N, 1) or (N, d) with N >= 1, got {np.shape(Y)}")
+  _validation.check_finite("Y", y)
   if kind == "auto":
     if y.shape[1] == 1 and (np.issubdtype(y.dtype, np.integer) or y.dtype == bool):
       kind = "discrete"
@@ -90,20 +111,16 @@ def reference_classes(
   if kind == "scalar":
     if y.shape[1] != 1:
       raise ValueError(f"Y: kind='scalar' needs shape (N,) or (N, 1), got {np.shape(Y)}")
-    lo, hi = y[:, 0].min(), y[:, 0].max()
-    if hi == lo:
-      return np.zeros(y.shape[0], np.int64)
-    u = (y[:, 0] - lo) / (hi - lo)
-    return np.minimum(np.floor(u * num_bins), num_bins - 1).astype(np.int64)
+    return _equal_width_bins(y[:, 0], num_bins)
+  if y.shape[0] <= num_clusters:
+    raise ValueError(f"num_clusters: must be fewer than the points (N = {y.shape[0]}), got {num_clusters}")
   from sklearn.cluster import SpectralClustering  # heavy import, only when needed
 
-  if y.shape[0] <= num_clusters:
-    raise ValueError(f"num_clusters: expected fewer clusters than points (N = {y.shape[0]}), got {num_clusters}")
   op = SpectralClustering(
       n_clusters=num_clusters,
       affinity="nearest_neighbors",
       assign_labels="cluster_qr",
-      random_state=int(seed),
+      random_state=seed,
   )
   return np.asarray(op.fit(y).labels_, np.int64)
 
@@ -138,12 +155,15 @@ def diffusion_spectral_mutual_information(
   0 (both DSEs of a single point are 0). Independent labels give about 0 (it can be
   slightly negative); labels that separate the data into far-apart clusters give about
   the label entropy. Runs eagerly (class sizes are data-dependent); each DSE is jitted.
+  A host-side estimator: a NaN or infinity in ``Z`` (or in a floating ``Y``) raises naming
+  it, as do fewer than 2 points. Any bandwidth and data magnitude compute (see
+  :func:`diffusion_spectral_entropy`).
 
   Args:
     Z: ``(N, D)`` points, one per row; N >= 2.
     Y: ``(N,)``, ``(N, 1)`` or ``(N, d)`` reference variable (labels, a scalar, or vectors).
     sigma: DSE kernel bandwidth, a finite number > 0.
-    t: DSE diffusion time, an integer >= 1.
+    t: DSE diffusion time, an integer in ``[1, 2^31 - 1]``.
     num_repeats: random subsets per class for the unconditional term (>= 1).
     key: ``jax.random`` key for the subsets (and any DSE subsampling or slq probes).
     y_kind: how to discretise ``Y``; see :func:`reference_classes`.
@@ -152,7 +172,8 @@ def diffusion_spectral_mutual_information(
       clustering's ``random_state`` is drawn from ``key``.
     max_n: passed to :func:`diffusion_spectral_entropy`.
     method: ``"exact"`` or ``"slq"``, passed to :func:`diffusion_spectral_entropy`.
-    **slq_kwargs: ``num_probes``, ``lanczos_steps``, ``deflation_rank``, ``subspace_iters``.
+    **slq_kwargs: ``num_probes``, ``lanczos_steps``, ``deflation_rank``, ``subspace_iters``,
+      ``head_blocks``, passed to :func:`diffusion_spectral_entropy` (checked first).
 
   Returns:
     The DSMI in bits, a Python float.
@@ -172,17 +193,23 @@ def diffusion_spectral_mutual_information(
     ``diffusion_spectral_mutual_information``; they reseed the same subsets for every
     class, here each class draws its own from ``key``).
   """
-  sigma = check_sigma(sigma)
-  t = check_t(t)
-  num_repeats = check_int("num_repeats", num_repeats, 1)
+  check_bandwidth(sigma)
+  t = _validation.check_int("t", t, lower=1, upper=MAX_T)
+  num_repeats = _validation.check_int("num_repeats", num_repeats, lower=1)
+  max_n = _validation.check_int("max_n", max_n, lower=2)
+  _validation.check_choice("method", method, ("exact", "slq"))
+  unknown = sorted(set(slq_kwargs) - set(DEFAULT_SLQ_OPTIONS))
+  if unknown:
+    raise TypeError(f"slq_kwargs: unknown option(s) {unknown}, expected some of {sorted(DEFAULT_SLQ_OPTIONS)}")
+  check_slq_options(**{**DEFAULT_SLQ_OPTIONS, **slq_kwargs})
   Z = check_points("Z", Z, min_points=2)
+  _validation.check_finite("Z", Z)
   n = Z.shape[0]
   y_shape = np.shape(Y)
   if len(y_shape) not in (1, 2) or y_shape[0] != n:
-    raise ValueError(f"Y: expected N = {n} rows (shape (N,), (N, 1) or (N, d)) to match Z, got shape {y_shape}")
-  if y_kind not in KINDS:
-    raise ValueError(f"y_kind: expected one of {list(KINDS)}, got {y_kind!r}")
-  check_key(key, why="for the random subsets")
+    raise ValueError(f"Y: must have N = {n} rows (shape (N,), (N, 1) or (N, d)) to match Z, got shape {y_shape}")
+  _validation.check_choice("y_kind", y_kind, KINDS)
+  _validation.check_key("key", key, why=" for the random subsets")
   key_cluster, key = jax.random.split(key)
   seed = int(jax.random.randint(key_cluster, (), 0, 2**31 - 1))
   classes = reference_classes(Y, kind=y_kind, num_bins=num_bins, num_clusters=num_clusters, seed=seed)

@@ -15,9 +15,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdyn.dynamics._checks import check_int, check_key, check_t
+from jaxdyn import _validation
+from jaxdyn.dynamics._checks import MAX_T
+from jaxdyn.dynamics._numerics import normalise_scale, power_reference
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -168,7 +171,6 @@ def _slq_entropy_from_kernel(
 
   # 1) Head, deterministic given Q: block Gauss quadrature.
   head_nodes, head_weights, KQ = _block_gauss_head(K, Q, head_blocks)
-  head_s, head_h = _powers_and_xlogx(head_nodes, t)
 
   # 2) Tail, stochastic: Hutchinson with uniformly random unit vectors u in range(P)
   #    (dimension n - rank), u^T f(K) u by the Gauss rule of a Lanczos run on K from u.
@@ -179,7 +181,11 @@ def _slq_entropy_from_kernel(
   V = V / jnp.linalg.norm(V, axis=0)
   alphas, betas = _lanczos(lambda X: _mm(K, X), V, lanczos_steps, jnp.max(jnp.abs(head_nodes)))
   nodes, weights = _gauss_quadrature(alphas, betas)
-  node_s, node_h = _powers_and_xlogx(nodes, t)
+  # 1 for a diffusion kernel (top node ~ 1); the largest node where its t-th power would over-
+  # or underflow. Dividing every node by it leaves the entropy unchanged.
+  ref = power_reference(jnp.maximum(jnp.max(jnp.abs(head_nodes)), jnp.max(jnp.abs(nodes))), t)
+  head_s, head_h = _powers_and_xlogx(head_nodes / ref, t)
+  node_s, node_h = _powers_and_xlogx(nodes / ref, t)
   per_probe = jnp.stack([jnp.sum(weights * node_s, axis=1), jnp.sum(weights * node_h, axis=1)], axis=1)
   dim = (n - rank).astype(dtype)
   raw = jnp.mean(per_probe, axis=0)
@@ -209,17 +215,21 @@ def _slq_entropy_from_kernel(
 
   s = jnp.sum(head_weights * head_s) + tail[0]
   h = jnp.sum(head_weights * head_h) + tail[1]
+  # tr K^t >= lambda_max^t >= (largest Ritz value)^t > 0. The estimate meets this bound unless
+  # the head missed the top eigenvalue and the corrected tail went negative (too few probes or
+  # too small a deflation rank at a large t); keep it there, where log2 s is defined.
+  s = jnp.maximum(s, jnp.maximum(jnp.max(head_s), jnp.max(node_s)))
   return jnp.log2(s) - h / s
 
 
 def check_slq_options(num_probes, lanczos_steps, deflation_rank, subspace_iters, head_blocks) -> dict:
   """Validates the slq options eagerly; returns them as a dict of ints."""
   return dict(
-      num_probes=check_int("num_probes", num_probes, 1),
-      lanczos_steps=check_int("lanczos_steps", lanczos_steps, 2),
-      deflation_rank=check_int("deflation_rank", deflation_rank, 1),
-      subspace_iters=check_int("subspace_iters", subspace_iters, 0),
-      head_blocks=check_int("head_blocks", head_blocks, 1),
+      num_probes=_validation.check_int("num_probes", num_probes, lower=1),
+      lanczos_steps=_validation.check_int("lanczos_steps", lanczos_steps, lower=2),
+      deflation_rank=_validation.check_int("deflation_rank", deflation_rank, lower=1),
+      subspace_iters=_validation.check_int("subspace_iters", subspace_iters, lower=0),
+      head_blocks=_validation.check_int("head_blocks", head_blocks, lower=1),
   )
 
 
@@ -270,6 +280,15 @@ def spectral_entropy_slq(
   are ignored (``|x|``), as in the exact path. Falls back to the exact eigenvalues when
   ``N <= deflation_rank * head_blocks + lanczos_steps``.
 
+  Numerics: the entropy does not depend on the scale of ``K``; a ``K`` whose largest entry
+  lies outside ``[2^-24, 2^24]`` is first multiplied by a power of two (exact) that brings it
+  near 1, and where ``lambda_max^t`` would over- or underflow the powers are taken of
+  ``x / lambda_max`` (the same ``p``), so any scale and any ``t`` compute. The estimate of
+  ``S = tr K^t`` is kept at or above ``theta_max^t`` (the largest quadrature node: a lower
+  bound of ``S``), which it falls below only when the head misses the top eigenvalue (few
+  probes, a small deflation rank, a large ``t``). float16 / bfloat16 ``K`` is computed in
+  float32. A NaN or infinity in ``K`` gives NaN (traceable: no eager check).
+
   Error against the exact entropy with the defaults (measured, not a bound): on diffusion
   kernels of high-dimensional Gaussian-mixture and low-rank-plus-noise features and of
   low-dimensional manifolds (uniform 2-D/3-D, swiss roll, 16-D Gaussian), N = 300, 1,000,
@@ -280,8 +299,8 @@ def spectral_entropy_slq(
   small bias (<= 0.005 bits at t = 1) falls with ``lanczos_steps``.
 
   Args:
-    K: ``(N, N)`` symmetric positive semi-definite, non-zero matrix (e.g. :func:`diffusion_kernel`).
-    t: power of the eigenvalues, an integer >= 1.
+    K: ``(N, N)`` symmetric positive semi-definite, non-zero matrix (e.g. :func:`diffusion_kernel`), N >= 2.
+    t: power of the eigenvalues, an integer in ``[1, 2^31 - 1]``.
     key: ``jax.random`` key for the subspace iteration's start block and the probes.
     num_probes: probe vectors for the tail trace (>= 1).
     lanczos_steps: Lanczos steps, i.e. quadrature nodes, per probe (>= 2).
@@ -306,16 +325,16 @@ def spectral_entropy_slq(
     https://arxiv.org/abs/2010.09649 (deflation). The entropy is DSE from Liao, Liu et al.,
     https://arxiv.org/abs/2312.04823, https://github.com/ChenLiu-1996/DiffusionSpectralEntropy.
   """
-  t = check_t(t)
+  t = _validation.check_int("t", t, lower=1, upper=MAX_T)
   options = check_slq_options(num_probes, lanczos_steps, deflation_rank, subspace_iters, head_blocks)
-  check_key(key, why="for the probes and the subspace iteration")
-  K = jnp.asarray(K)
-  if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] < 2:
-    raise ValueError(f"K: expected a square (N, N) matrix with N >= 2, got shape {K.shape}")
-  if not jnp.issubdtype(K.dtype, jnp.floating):
-    K = K.astype(jnp.result_type(float))
+  _validation.check_key("key", key, why=" for the probes and the subspace iteration")
+  shape = np.shape(K)
+  if len(shape) != 2 or shape[0] != shape[1] or shape[0] < 2:
+    raise ValueError(f"K: must be a square (N, N) matrix with N >= 2, got shape {shape}")
+  K = normalise_scale(_validation.check_floating("K", K))
   if not slq_is_cheaper(K.shape[0], options):
-    xt, xlx = _powers_and_xlogx(jnp.linalg.eigvalsh(K), t)
+    lam = jnp.linalg.eigvalsh(K)
+    xt, xlx = _powers_and_xlogx(lam / power_reference(jnp.max(jnp.abs(lam)), t), t)
     s = jnp.sum(xt)
     return jnp.log2(s) - jnp.sum(xlx) / s
   return _slq_entropy_from_kernel(K, key, jnp.asarray(t, jnp.int32), **options)

@@ -72,6 +72,9 @@ class Classifier(nnx.Module):
   ``jax.random`` key ``key`` (required in training when the rate is positive), so a model can be
   merged inside a jitted step without carrying an ``nnx.Rngs`` across traces. ``train=None`` (the
   default) follows ``model.train()`` / ``model.eval()``; a new model is in inference mode.
+
+  Inputs are checked against the shape the model was built for (`check_input`, static, so free under
+  ``jit``). An empty batch gives empty logits; a NaN or infinity in ``x`` comes out as NaN logits.
   """
 
   head: nnx.Linear
@@ -80,6 +83,11 @@ class Classifier(nnx.Module):
 
   def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
     raise NotImplementedError
+
+  def check_input(self, x: jax.Array) -> None:
+    """Raises a ValueError naming ``x`` unless it is a batch of the inputs the model was built for."""
+    if jnp.ndim(x) < 1:
+      raise ValueError(f"x: must be a batch with a leading batch axis, got shape {jnp.shape(x)}")
 
   def apply_head(self, h: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
     """Dropout (in training) then the linear head, on penultimate features ``h``."""
@@ -97,15 +105,20 @@ class Classifier(nnx.Module):
       key: jax.Array | None = None,
       return_features: bool = False,
   ):
+    self.check_input(x)
     train = is_training(self, train)
     h = self.features(x, train=train)
     logits = self.apply_head(h, train=train, key=key)
     return (logits, h) if return_features else logits
 
 
-def check_rate(name: str, rate: float) -> float:
-  return _validation.check_rate(name, rate)
+def check_input_shape(x, expected: tuple, what: str) -> None:
+  """``x`` must be ``(batch, *expected)``; ``None`` in ``expected`` matches any size."""
+  shape = tuple(jnp.shape(x))[1:]
+  if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
+    want = ", ".join("any" if e is None else str(e) for e in expected)
+    raise ValueError(f"x: must be a batch of {what} of shape (batch, {want}), got {tuple(jnp.shape(x))}")
 
 
-def check_positive_int(name: str, value) -> int:
+def check_positive_int(name: str, value) -> int:  # kept for jaxdyn.bayes until it moves to _validation
   return _validation.check_int(name, value, lower=1)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.models._base import Classifier, check_positive_int, check_rate
+from jaxdyn import _validation
+from jaxdyn.models._base import Classifier
 
 
 class CNN(Classifier):
@@ -38,19 +39,30 @@ class CNN(Classifier):
       dropout_rate: float = 0.0,
       rngs: nnx.Rngs,
   ):
-    check_positive_int("in_channels", in_channels)
-    check_positive_int("num_classes", num_classes)
-    if spatial_dims not in (1, 2):
-      raise ValueError(f"spatial_dims: must be 1 or 2, got {spatial_dims!r}")
+    in_channels = _validation.check_int("in_channels", in_channels, lower=1)
+    num_classes = _validation.check_int("num_classes", num_classes, lower=1)
+    spatial_dims = _validation.check_int("spatial_dims", spatial_dims, lower=1, upper=2)
+    channels = tuple(_validation.check_int("channels", c, lower=1) for c in channels)
+    hidden = _validation.check_int("hidden", hidden, lower=1)
     self.spatial_dims = spatial_dims
+    self.in_channels = in_channels
     k = (3,) * spatial_dims
     widths = (in_channels, *channels)
     self.convs = nnx.List(
         [nnx.Conv(a, b, kernel_size=k, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
     )
-    self.dense = nnx.Linear(widths[-1], check_positive_int("hidden", hidden), rngs=rngs)
+    self.dense = nnx.Linear(widths[-1], hidden, rngs=rngs)
     self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
-    self.dropout_rate = check_rate("dropout_rate", dropout_rate)
+    self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+
+  def check_input(self, x: jax.Array) -> None:
+    super().check_input(x)
+    d, c = self.spatial_dims, self.in_channels
+    spatial = jnp.ndim(x) - 1
+    if not (spatial == d + 1 and jnp.shape(x)[-1] == c) and not (spatial == d and c == 1):
+      want = "(batch, length" if d == 1 else "(batch, height, width"
+      raise ValueError(f"x: must be {want}, {c}) inputs{' (or without the channel axis)' if c == 1 else ''}, "
+                       f"got shape {tuple(jnp.shape(x))}")
 
   def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
     del train, key  # no dropout or normalisation statistics in the trunk

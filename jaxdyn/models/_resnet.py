@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.models._base import Classifier, check_positive_int, check_rate, is_training
+from jaxdyn import _validation
+from jaxdyn.models._base import Classifier, check_input_shape, is_training
 
 
 class _BasicBlock(nnx.Module):
@@ -87,25 +88,27 @@ class ResNet(Classifier):
       dropout_rate: float = 0.0,
       rngs: nnx.Rngs,
   ):
-    check_positive_int("in_channels", in_channels)
-    check_positive_int("num_classes", num_classes)
-    check_positive_int("width", width)
+    in_channels = _validation.check_int("in_channels", in_channels, lower=1)
+    num_classes = _validation.check_int("num_classes", num_classes, lower=1)
+    width = _validation.check_int("width", width, lower=1)
     blocks = {"basic": _BasicBlock, "bottleneck": _Bottleneck}
-    if block not in blocks:
-      raise ValueError(f"block: must be one of {sorted(blocks)}, got {block!r}")
-    cls = blocks[block]
+    cls = blocks[_validation.check_choice("block", block, sorted(blocks))]
+    self.in_channels = in_channels
     self.stem = nnx.Conv(in_channels, width, (3, 3), use_bias=False, rngs=rngs)
     self.stem_bn = nnx.BatchNorm(width, rngs=rngs)
     layers = []
     cin = width
     for i, n in enumerate(stage_sizes):
       w = width * 2**i
-      for j in range(check_positive_int("stage_sizes", n)):
+      for j in range(_validation.check_int("stage_sizes", n, lower=1)):
         layers.append(cls(cin, w, 2 if (i > 0 and j == 0) else 1, rngs=rngs))
         cin = w * cls.expansion
     self.blocks = nnx.List(layers)
     self.head = nnx.Linear(cin, num_classes, rngs=rngs)
-    self.dropout_rate = check_rate("dropout_rate", dropout_rate)
+    self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+
+  def check_input(self, x: jax.Array) -> None:
+    check_input_shape(x, (None, None, self.in_channels), "images")
 
   def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
     del key  # no dropout in the trunk

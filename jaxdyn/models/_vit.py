@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdyn.models._base import Classifier, check_positive_int, check_rate
+from jaxdyn import _validation
+from jaxdyn.models._base import Classifier, check_input_shape
 
 
 class _Block(nnx.Module):
@@ -57,10 +58,11 @@ class ViT(Classifier):
       dropout_rate: float = 0.0,
       rngs: nnx.Rngs,
   ):
-    for name, v in dict(in_channels=in_channels, num_classes=num_classes, image_size=image_size,
-                        patch_size=patch_size, dim=dim, depth=depth, num_heads=num_heads,
-                        mlp_ratio=mlp_ratio).items():
-      check_positive_int(name, v)
+    in_channels, num_classes, image_size, patch_size, dim, depth, num_heads, mlp_ratio = (
+        _validation.check_int(name, v, lower=1) for name, v in dict(
+            in_channels=in_channels, num_classes=num_classes, image_size=image_size, patch_size=patch_size,
+            dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio).items())
+    self.input_shape = (image_size, image_size, in_channels)
     if image_size % patch_size:
       raise ValueError(f"patch_size: must divide image_size={image_size}, got {patch_size}")
     if dim % num_heads:
@@ -73,13 +75,16 @@ class ViT(Classifier):
     self.blocks = nnx.List([_Block(dim, num_heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
     self.norm = nnx.LayerNorm(dim, rngs=rngs)
     self.head = nnx.Linear(dim, num_classes, rngs=rngs)
-    self.dropout_rate = check_rate("dropout_rate", dropout_rate)
+    self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+
+  def check_input(self, x: jax.Array) -> None:
+    check_input_shape(x, self.input_shape, "square images")
 
   def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
     del train, key  # no dropout or normalisation statistics in the trunk
     t = self.patch(x)
     b = t.shape[0]
-    t = t.reshape(b, -1, t.shape[-1])
+    t = t.reshape(b, t.shape[1] * t.shape[2], t.shape[-1])  # explicit: -1 is undefined for an empty batch
     cls = jnp.broadcast_to(self.cls[...], (b, 1, t.shape[-1]))
     t = jnp.concatenate([cls, t], axis=1) + self.pos[...]
     for blk in self.blocks:

@@ -68,7 +68,7 @@ def test_processes_draw_differently():
 
 
 def test_bad_augmentation_arguments():
-  with pytest.raises(ValueError, match="augment: must be one of"):
+  with pytest.raises(ValueError, match="name: must be an augmentation in"):
     data.get_augmentation("cutout")
   with pytest.raises(ValueError, match="x: random_crop_flip needs an NHWC"):
     data.random_crop_flip(np.random.default_rng(0), np.zeros((4, 40)))

@@ -102,7 +102,7 @@ def test_unprepared_tfds_says_how_to_prepare(tmp_path):
 
 
 def test_unknown_dataset_and_bad_pipeline_arguments():
-  with pytest.raises(ValueError, match="dataset: unknown name 'nope'"):
+  with pytest.raises(ValueError, match="name: unknown dataset 'nope'"):
     data.load_dataset("nope")
   d = data.load_dataset("digits")
   with pytest.raises(ValueError, match="batch_size"):

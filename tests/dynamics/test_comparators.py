@@ -88,21 +88,87 @@ def test_mine_on_correlated_gaussians():
 
 
 def test_comparator_validation():
-  with pytest.raises(ValueError, match=r"num_bins_per_dim: expected an integer >= 1"):
+  with pytest.raises(ValueError, match=r"num_bins_per_dim: must be an int >= 1"):
     binned_shannon_entropy(np.zeros((4, 2)), num_bins_per_dim=0)
-  with pytest.raises(ValueError, match=r"Z: expected a 2-D array"):
+  with pytest.raises(ValueError, match=r"Z: must have 2 dimensions"):
     binned_shannon_entropy(np.zeros(4))
-  with pytest.raises(ValueError, match=r"Y: expected N = 5 rows"):
+  with pytest.raises(ValueError, match=r"Y: must have N = 5 rows"):
     ksg_mutual_information(np.zeros(5), np.zeros(4))
-  with pytest.raises(ValueError, match=r"k: expected an integer in \[1, N - 1\]"):
+  with pytest.raises(ValueError, match=r"k: must be an int in \[1, 4\]"):
     ksg_mutual_information(np.zeros(5), np.zeros(5), k=5)
-  with pytest.raises(ValueError, match=r"labels: expected shape \(N,\)"):
+  with pytest.raises(ValueError, match=r"labels: must have shape \(N,\)"):
     knn_mutual_information_discrete(np.zeros((5, 2)), np.zeros(4))
-  with pytest.raises(ValueError, match=r"labels: every class has a single point"):
+  with pytest.raises(ValueError, match=r"labels: must give some class >= 2 points"):
     knn_mutual_information_discrete(np.zeros((3, 2)), np.arange(3))
   with pytest.raises(ValueError, match=r"key: a jax.random key is required"):
     mine_mutual_information(np.zeros(5), np.zeros(5), key=None)
-  with pytest.raises(ValueError, match=r"ema_rate: expected a number in \(0, 1\]"):
+  with pytest.raises(ValueError, match=r"ema_rate: must be a finite real number in \(0, 1\]"):
     mine_mutual_information(np.zeros(5), np.zeros(5), key=jax.random.key(0), ema_rate=0.0)
-  with pytest.raises(ValueError, match=r"X: expected at least 2 points"):
+  with pytest.raises(ValueError, match=r"X: must hold at least 2 points"):
     mine_mutual_information(np.zeros(1), np.zeros(1), key=jax.random.key(0))
+
+
+# --- input policy: non-finite samples, magnitudes, NumPy scalars ---------------------------------
+
+
+def test_ksg_nonfinite_sample_raises_or_is_nan_under_jit():
+  x, y = _correlated(200, 0.8, seed=6)
+  for bad in (np.nan, np.inf):
+    xb = x.copy()
+    xb[7, 0] = bad  # used to give a finite "estimate" (3.7 bits for a NaN point)
+    with pytest.raises(ValueError, match=r"X: must be finite"):
+      ksg_mutual_information(xb, y)
+    with pytest.raises(ValueError, match=r"Y: must be finite"):
+      ksg_mutual_information(y, xb)
+    assert np.isnan(float(jax.jit(ksg_mutual_information)(xb, y)))
+
+
+def test_knn_estimators_are_exact_under_a_common_scale():
+  # Distance ranks are all they read: a common power of two changes no bit, where squared
+  # distances used to overflow (2^200) or underflow (2^-200) float32.
+  x, y = _correlated(300, 0.8, dims=2, seed=7)
+  labels = (x[:, 0] > 0).astype(int)
+  ksg, ross = float(ksg_mutual_information(x, y)), float(knn_mutual_information_discrete(x, labels))
+  for k in (-100, 100):
+    assert float(ksg_mutual_information(np.ldexp(x, k), np.ldexp(y, k))) == ksg
+    assert float(knn_mutual_information_discrete(np.ldexp(x, k), labels)) == ross
+  assert float(ksg_mutual_information(x, y, k=np.int64(3))) == ksg  # used to be refused
+
+
+def test_knn_discrete_nonfinite_raises_or_is_nan_under_jit():
+  z = np.random.default_rng(8).standard_normal((50, 2)).astype(np.float32)
+  labels = np.arange(50) % 2
+  z[3, 1] = np.inf
+  with pytest.raises(ValueError, match=r"Z: must be finite"):
+    knn_mutual_information_discrete(z, labels)
+  assert np.isnan(float(jax.jit(lambda a: knn_mutual_information_discrete(a, labels))(z)))
+  with pytest.raises(ValueError, match=r"labels: must be finite"):
+    knn_mutual_information_discrete(np.abs(z[:, :1]) * 0, np.where(labels == 0, np.nan, 1.0))
+
+
+def test_binned_entropy_nonfinite_raises_and_any_magnitude_bins():
+  Z = np.array([[0, 0], [1, 1], [1.9, 4.9], [0.5, 2], [2, 0], [3, 4], [4, 5], [2.5, 10]], np.float64)
+  expected = binned_shannon_entropy(Z)
+  bad = Z.copy()
+  bad[2, 1] = np.nan  # used to give a finite entropy
+  with pytest.raises(ValueError, match=r"Z: must be finite, found"):
+    binned_shannon_entropy(bad)
+  # float64 on the host: 1e300 used to pass through float32 (inf); -1e308..1e308 spans overflow.
+  assert binned_shannon_entropy(Z * 1e300) == expected
+  assert binned_shannon_entropy((Z - 2.0) * 2e307) == expected
+  assert binned_shannon_entropy(Z.astype(np.float16)) == expected
+
+
+def test_mine_nonfinite_raises_and_scale_is_exact():
+  x, y = _correlated(1000, 0.8, seed=4)  # the shapes and options of test_mine_on_correlated_gaussians
+  key = jax.random.key(0)
+  yb = y.copy()
+  yb[5, 0] = np.nan  # used to return NaN only by the accident of the standardisation
+  with pytest.raises(ValueError, match=r"Y: must be finite"):
+    mine_mutual_information(x, yb, key=key, steps=20)
+  expected = float(mine_mutual_information(x, y, key=key, steps=20))
+  # Standardising x * 2^80 squared it past float32 (std = inf, x -> 0): an estimate of ~0.
+  assert float(mine_mutual_information(np.ldexp(x, 80), y, key=key, steps=20)) == expected
+  # NumPy scalars are numbers (learning_rate = np.float32(1e-3) used to be refused).
+  lr, ema = np.float32(1e-3), np.float32(0.01)
+  assert float(mine_mutual_information(x, y, key=key, steps=20, learning_rate=lr, ema_rate=ema)) == expected

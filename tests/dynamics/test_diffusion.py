@@ -141,26 +141,26 @@ def test_spectral_entropy_from_eigenvalues():
 
 @pytest.mark.parametrize("sigma", [0.0, -1.0, float("nan"), float("inf"), "1"])
 def test_invalid_sigma(sigma):
-  with pytest.raises(ValueError, match=r"sigma: expected a finite number > 0"):
+  with pytest.raises(ValueError, match=r"sigma: must be a finite real number > 0"):
     diffusion_spectral_entropy(np.zeros((4, 2)), sigma=sigma)
 
 
 @pytest.mark.parametrize("t", [0, -1, 1.5, 2.0, True])
 def test_invalid_t(t):
-  with pytest.raises(ValueError, match=r"t: expected an integer >= 1"):
+  with pytest.raises(ValueError, match=r"t: must be an int in \[1, 2147483647\]"):
     diffusion_spectral_entropy(np.zeros((4, 2)), t=t)
 
 
 def test_invalid_points_and_options():
-  with pytest.raises(ValueError, match=r"Z: expected a 2-D array"):
+  with pytest.raises(ValueError, match=r"Z: must have 2 dimensions"):
     diffusion_spectral_entropy(np.zeros(5))
-  with pytest.raises(ValueError, match=r"Z: expected a 2-D array"):
+  with pytest.raises(ValueError, match=r"Z: must have 2 dimensions"):
     diffusion_spectral_entropy(np.zeros((2, 3, 4)))
-  with pytest.raises(ValueError, match=r"Z: expected at least 2 points"):
+  with pytest.raises(ValueError, match=r"Z: must hold at least 2 points"):
     diffusion_spectral_entropy(np.zeros((1, 3)))
-  with pytest.raises(ValueError, match=r"max_n: expected an integer >= 2"):
+  with pytest.raises(ValueError, match=r"max_n: must be an int >= 2"):
     diffusion_spectral_entropy(np.zeros((4, 2)), max_n=1)
-  with pytest.raises(ValueError, match=r"method: expected 'exact' or 'slq'"):
+  with pytest.raises(ValueError, match=r"method: must be one of \['exact', 'slq'\]"):
     diffusion_spectral_entropy(np.zeros((4, 2)), method="lanczos")
   with pytest.raises(ValueError, match=r"key: a jax.random key is required"):
     diffusion_spectral_entropy(np.zeros((12, 2)), max_n=10)
@@ -168,5 +168,106 @@ def test_invalid_points_and_options():
     diffusion_spectral_entropy(np.zeros((12, 2)), method="slq")
   with pytest.raises(ValueError, match=r"sigma"):
     diffusion_kernel(np.zeros((3, 2)), sigma=0.0)
-  with pytest.raises(ValueError, match=r"eigenvalues: expected a non-empty 1-D array"):
+  with pytest.raises(ValueError, match=r"eigenvalues: must have 1 dimensions"):
     spectral_entropy(np.zeros((2, 2)))
+
+
+# --- input policy: numeric range, half precision, NumPy scalars, keys, non-finite points --------
+
+
+def test_bandwidths_beyond_float32_compute_their_limits():
+  # Far below the spacing every point is isolated: K = I, DSE = log2 N. Far above, the points are
+  # one: K = 1 1^T / N, DSE = 0. (1e-30 and 1e39 used to give NaN: sigma^2 leaves float32.)
+  Z = _random_points(16, 3)
+  for sigma in (1e-30, 1e-45, 1e-300):
+    assert float(diffusion_spectral_entropy(Z, sigma=sigma)) == pytest.approx(4.0, abs=1e-6)
+    np.testing.assert_allclose(diffusion_kernel(Z, sigma=sigma), np.eye(16), rtol=0, atol=1e-6)
+  for sigma in (1e39, 1e300):  # 0 up to float32 rounding of the eigenvalues, as for identical points
+    assert float(diffusion_spectral_entropy(Z, sigma=sigma)) == pytest.approx(0.0, abs=1e-4)
+    np.testing.assert_allclose(diffusion_kernel(Z, sigma=sigma), np.full((16, 16), 1 / 16), rtol=1e-6)
+
+
+def test_points_and_bandwidth_scaled_together_give_the_same_bits():
+  # K depends on Z / sigma only; even powers of two scale exactly (through D^{-1/2} too), so the
+  # kernel and the DSE keep every bit even where ||z||^2 (2^132) or sigma^2 (2^-168) leaves
+  # float32 (both used to give NaN).
+  Z = _random_points(40, 4)
+  K, h = np.asarray(diffusion_kernel(Z, sigma=1.5)), float(diffusion_spectral_entropy(Z, sigma=1.5, t=2))
+  for k in (-84, 66, 100):
+    Zk = np.ldexp(Z, k).astype(np.float32)
+    np.testing.assert_array_equal(diffusion_kernel(Zk, sigma=math.ldexp(1.5, k)), K)
+    assert float(diffusion_spectral_entropy(Zk, sigma=math.ldexp(1.5, k), t=2)) == h
+  for c in (1e20, 1e-25):  # any common factor, to rounding
+    Zc = (Z.astype(np.float64) * c).astype(np.float32)
+    assert float(diffusion_spectral_entropy(Zc, sigma=1.5 * c, t=2)) == pytest.approx(h, abs=1e-4)
+
+
+def test_affinity_bandwidth_limits():
+  Z = _random_points(6, 2)
+  # 1 / (sigma sqrt(2 pi)) overflows float32 below 2.3e-39: rejected by name, not inf.
+  with pytest.raises(ValueError, match=r"sigma: must be >= 2.34e-39 for float32 Z"):
+    gaussian_affinity(Z, sigma=1e-40)
+  # sigma = 1e-30 used to give NaN (sigma^2 underflows): isolated points, G = I / (sigma sqrt(2 pi)).
+  np.testing.assert_allclose(gaussian_affinity(Z, sigma=1e-30), np.eye(6) / (1e-30 * math.sqrt(2 * math.pi)),
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16])
+def test_half_precision_is_computed_in_float32(dtype):
+  # LAPACK has no half-precision eigensolver: these used to raise NotImplementedError.
+  Zh = jnp.asarray(_random_points(30, 3), dtype)
+  Z32 = np.asarray(Zh, np.float32)
+  assert float(diffusion_spectral_entropy(Zh, sigma=1.0)) == float(diffusion_spectral_entropy(Z32, sigma=1.0))
+  assert diffusion_kernel(Zh).dtype == jnp.float32
+  # In float16 the authors' 2.2e-16 rounds to 0 and 0 log 0 was NaN.
+  assert float(spectral_entropy(jnp.asarray([1.0, 0.0, 0.0], dtype))) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_numpy_scalars_and_0d_arrays_are_numbers():
+  Z = _random_points(20, 3)
+  expected = float(diffusion_spectral_entropy(Z, sigma=2.0, t=2, max_n=100))
+  numpy_args = [(np.float32(2.0), np.int64(2), np.int32(100)), (np.asarray(2.0), np.asarray(2), np.asarray(100))]
+  for sigma, t, max_n in numpy_args:
+    assert float(diffusion_spectral_entropy(Z, sigma=sigma, t=t, max_n=max_n)) == expected
+  assert float(spectral_entropy(np.ones(4), t=np.asarray(3))) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_a_given_key_is_checked_even_when_unused():
+  # The exact path without subsampling needs no key, but a wrong one is a caller's error.
+  with pytest.raises(TypeError, match=r"key: must be a jax.random key"):
+    diffusion_spectral_entropy(np.zeros((4, 2)), key="key")
+  with pytest.raises(TypeError, match=r"key: must be a jax.random key"):
+    diffusion_spectral_entropy(np.zeros((4, 2)), key=np.zeros(2, np.float32))
+
+
+def test_nonfinite_point_gives_nan_even_outside_the_subsample():
+  Z = _random_points(12, 3)
+  key = jax.random.key(0)
+  for row in range(12):
+    for bad in (np.nan, np.inf):
+      Zb = Z.copy()
+      Zb[row, 1] = bad
+      assert np.isnan(float(diffusion_spectral_entropy(Zb, sigma=1.0, max_n=3, key=key))), (row, bad)
+  jitted = jax.jit(lambda z: diffusion_spectral_entropy(z, sigma=1.0, max_n=3, key=key))
+  assert np.isnan(float(jitted(Zb)))
+
+
+def test_spectral_entropy_at_any_scale_and_time():
+  lam = np.array([1.0, 0.5, 0.25, 0.1], np.float32)
+  expected = float(spectral_entropy(lam, t=3))
+  for c in (1e-30, 1e30):  # |lambda|^3 under- or overflowed: 0 / 0
+    assert float(spectral_entropy(lam * np.float32(c), t=3)) == pytest.approx(expected, abs=1e-5)
+  # A large t keeps only the largest eigenvalue, whatever its magnitude (was 0 / 0 = NaN).
+  assert float(spectral_entropy(np.array([0.5, 0.25], np.float32), t=1000)) == pytest.approx(0.0, abs=1e-12)
+  h = float(diffusion_spectral_entropy(_random_points(30, 3), sigma=1.0, t=2**31 - 1))
+  assert h == pytest.approx(0.0, abs=1e-9)  # one connected cloud: the eigenvalue 1 alone
+
+
+def test_empty_and_degenerate_inputs_are_named():
+  with pytest.raises(ValueError, match=r"Z: must hold at least 2 points \(rows\), got shape \(0, 3\)"):
+    diffusion_spectral_entropy(np.zeros((0, 3)))
+  with pytest.raises(ValueError, match=r"Z: must hold at least 1 point \(row\), got shape \(0, 3\)"):
+    diffusion_kernel(np.zeros((0, 3)))
+  with pytest.raises(ValueError, match=r"eigenvalues: must hold at least one"):
+    spectral_entropy(np.zeros(0))
+  assert np.isnan(float(spectral_entropy(np.zeros(3))))  # no distribution: documented NaN

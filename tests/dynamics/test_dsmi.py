@@ -73,19 +73,57 @@ def test_reference_classes_binning_by_hand():
 
 def test_dsmi_validation():
   Z = np.zeros((10, 2), np.float32)
-  with pytest.raises(ValueError, match=r"Y: expected N = 10 rows"):
+  with pytest.raises(ValueError, match=r"Y: must have N = 10 rows"):
     diffusion_spectral_mutual_information(Z, np.zeros(9, int), key=jax.random.key(0))
   with pytest.raises(ValueError, match=r"key: a jax.random key is required"):
     diffusion_spectral_mutual_information(Z, np.zeros(10, int), key=None)
   with pytest.raises(ValueError, match=r"sigma"):
     diffusion_spectral_mutual_information(Z, np.zeros(10, int), sigma=-1.0, key=jax.random.key(0))
-  with pytest.raises(ValueError, match=r"t: expected an integer >= 1"):
+  with pytest.raises(ValueError, match=r"t: must be an int in \[1, 2147483647\]"):
     diffusion_spectral_mutual_information(Z, np.zeros(10, int), t=0, key=jax.random.key(0))
-  with pytest.raises(ValueError, match=r"num_repeats: expected an integer >= 1"):
+  with pytest.raises(ValueError, match=r"num_repeats: must be an int >= 1"):
     diffusion_spectral_mutual_information(Z, np.zeros(10, int), num_repeats=0, key=jax.random.key(0))
-  with pytest.raises(ValueError, match=r"Z: expected a 2-D array"):
+  with pytest.raises(ValueError, match=r"Z: must have 2 dimensions"):
     diffusion_spectral_mutual_information(np.zeros(10), np.zeros(10, int), key=jax.random.key(0))
-  with pytest.raises(ValueError, match=r"kind: expected"):
+  with pytest.raises(ValueError, match=r"kind: must be one of"):
     reference_classes(np.zeros(3), kind="ordinal")
-  with pytest.raises(ValueError, match=r"num_bins: expected an integer >= 1"):
+  with pytest.raises(ValueError, match=r"num_bins: must be an int >= 1"):
     reference_classes(np.zeros(3), num_bins=0)
+
+
+# --- input policy: non-finite inputs, magnitudes, NumPy scalars, options --------------------------
+
+
+def test_nonfinite_point_raises_even_in_a_singleton_class():
+  Z, labels = _tight_clusters((10, 10))
+  labels = labels.copy()
+  Z[0, 1], labels[0] = np.nan, 2  # alone in its class: it used to be skipped, giving a finite DSMI
+  with pytest.raises(ValueError, match=r"Z: must be finite"):
+    diffusion_spectral_mutual_information(Z, labels, sigma=1.0, key=jax.random.key(0))
+  with pytest.raises(ValueError, match=r"Y: must be finite"):
+    diffusion_spectral_mutual_information(np.nan_to_num(Z), np.where(labels == 2, np.inf, 0.5), key=jax.random.key(0))
+
+
+def test_reference_classes_nonfinite_raises_and_any_magnitude_bins():
+  # An infinity used to become the class id -2**63.
+  with pytest.raises(ValueError, match=r"Y: must be finite, found"):
+    reference_classes(np.array([0.0, 1.0, np.inf, 2.0]))
+  u = np.array([0.0, 0.05, 0.5, 0.999, 1.0])
+  # max - min = 2e308 overflows float64 (it used to give class ids -2**63).
+  np.testing.assert_array_equal(reference_classes((2 * u - 1) * 1e308), [0, 0, 5, 9, 9])
+  np.testing.assert_array_equal(reference_classes(u.astype(np.float16)), [0, 0, 5, 9, 9])
+
+
+def test_dsmi_numpy_scalars_and_options():
+  Z, labels = _tight_clusters((12, 12), jitter=1.0)
+  key = jax.random.key(2)
+  expected = diffusion_spectral_mutual_information(Z, labels, sigma=1.0, t=2, num_repeats=2, key=key)
+  got = diffusion_spectral_mutual_information(Z, labels, sigma=np.asarray(1.0), t=np.int64(2),
+                                              num_repeats=np.asarray(2), key=key)
+  assert got == expected  # a 0-d sigma used to be refused
+  with pytest.raises(TypeError, match=r"slq_kwargs: unknown option"):
+    diffusion_spectral_mutual_information(Z, labels, key=key, method="slq", num_probe=4)
+  with pytest.raises(ValueError, match=r"num_probes: must be an int >= 1"):
+    diffusion_spectral_mutual_information(Z, labels, key=key, method="slq", num_probes=0)
+  with pytest.raises(ValueError, match=r"seed: must be an int in \[0, 4294967295\]"):
+    reference_classes(np.zeros((4, 2)), kind="vector", num_clusters=2, seed=-1)

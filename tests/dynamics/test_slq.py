@@ -75,15 +75,15 @@ def test_slq_identical_points_zero():
 
 def test_slq_validation():
   K = diffusion_kernel(np.zeros((5, 2), np.float32))
-  with pytest.raises(ValueError, match=r"K: expected a square"):
+  with pytest.raises(ValueError, match=r"K: must be a square"):
     spectral_entropy_slq(K[:, :3], key=jax.random.key(0))
-  with pytest.raises(ValueError, match=r"num_probes: expected an integer >= 1"):
+  with pytest.raises(ValueError, match=r"num_probes: must be an int >= 1"):
     spectral_entropy_slq(K, key=jax.random.key(0), num_probes=0)
-  with pytest.raises(ValueError, match=r"lanczos_steps: expected an integer >= 2"):
+  with pytest.raises(ValueError, match=r"lanczos_steps: must be an int >= 2"):
     diffusion_spectral_entropy(np.zeros((5, 2)), method="slq", key=jax.random.key(0), lanczos_steps=1)
-  with pytest.raises(ValueError, match=r"t: expected an integer >= 1"):
+  with pytest.raises(ValueError, match=r"t: must be an int in \[1, 2147483647\]"):
     spectral_entropy_slq(K, t=0, key=jax.random.key(0))
-  with pytest.raises(ValueError, match=r"head_blocks: expected an integer >= 1"):
+  with pytest.raises(ValueError, match=r"head_blocks: must be an int >= 1"):
     spectral_entropy_slq(K, key=jax.random.key(0), head_blocks=0)
 
 
@@ -95,3 +95,48 @@ def test_slq_defaults_agree_across_entry_points():
   for fn in (spectral_entropy_slq, diffusion_spectral_entropy):
     params = inspect.signature(fn).parameters
     assert {name: params[name].default for name in DEFAULT_SLQ_OPTIONS} == DEFAULT_SLQ_OPTIONS
+
+
+# --- input policy: scale, half precision, large t, keys -----------------------------------------
+
+
+def test_slq_any_kernel_scale():
+  # The entropy does not depend on K's scale; K * 1e30 used to overflow (K^2 in the control
+  # variates, the Gram matrices) and K * 1e-30 to underflow, both to NaN.
+  K = diffusion_kernel(_mixture(300, 8, 4), sigma=2.0)
+  key = jax.random.key(0)
+  expected = float(spectral_entropy_slq(K, key=key))
+  for c in (2.0**-100, 2.0**100, 1e-30, 1e30):
+    assert float(spectral_entropy_slq(K * np.float32(c), key=key)) == pytest.approx(expected, abs=1e-4), c
+
+
+def test_slq_half_precision_is_computed_in_float32():
+  # LAPACK has no half-precision eigh (used to raise NotImplementedError).
+  K16 = jnp.asarray(diffusion_kernel(_mixture(300, 8, 4), sigma=2.0), jnp.float16)
+  key = jax.random.key(0)
+  K32 = jnp.asarray(K16, jnp.float32)
+  assert float(spectral_entropy_slq(K16, key=key)) == float(spectral_entropy_slq(K32, key=key))
+  Z16 = jnp.asarray(_mixture(300, 8, 4), jnp.bfloat16)
+  fast = float(diffusion_spectral_entropy(Z16, sigma=2.0, method="slq", key=key))
+  assert fast == float(diffusion_spectral_entropy(jnp.asarray(Z16, jnp.float32), sigma=2.0, method="slq", key=key))
+
+
+def test_slq_largest_t_keeps_only_the_top_eigenvalue():
+  # |lambda|^t of eigenvalues a rounding away from 1 over- or underflowed at t = 2^31 - 1 (NaN).
+  Z = _mixture(300, 8, 4)
+  exact = float(diffusion_spectral_entropy(Z, sigma=2.0, t=2**31 - 1))
+  fast = float(diffusion_spectral_entropy(Z, sigma=2.0, t=2**31 - 1, method="slq", key=jax.random.key(0)))
+  assert exact == pytest.approx(0.0, abs=1e-9)
+  assert fast == pytest.approx(exact, abs=STATED_ERROR_BITS)
+  lam = np.array([300.0, 200.0, 1.0])  # and any scale: 300^20 overflows float32
+  K = jnp.asarray(np.diag(lam), jnp.float32)
+  assert float(spectral_entropy_slq(K, t=20, key=jax.random.key(0))) == pytest.approx(
+      float(spectral_entropy(lam, t=20)), abs=1e-5)
+
+
+def test_slq_key_is_named():
+  K = diffusion_kernel(np.zeros((5, 2), np.float32))
+  with pytest.raises(ValueError, match=r"key: a jax.random key is required"):
+    spectral_entropy_slq(K, key=None)
+  with pytest.raises(TypeError, match=r"key: must be a jax.random key"):
+    spectral_entropy_slq(K, key=0)

@@ -95,7 +95,7 @@ def test_default_config_learns_mnist1d_well_above_chance(tmp_path):
     ("num_train_steps", -5, "config.num_train_steps: must be an integer >= 1"),
     ("batch_size", 0, "config.batch_size"),
     ("model", "resnet9000", "config.model: unknown model 'resnet9000'"),
-    ("dataset", "imagenet42", "config.dataset: unknown name 'imagenet42'"),
+    ("dataset", "imagenet42", "config.dataset: unknown dataset 'imagenet42'"),
     ("objective", "nope", "config.objective: unknown objective 'nope'"),
     ("nonfinite", "ignore", "config.nonfinite"),
     ("augment", "cutout", "config.augment: must be one of"),

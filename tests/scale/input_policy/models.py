@@ -30,9 +30,57 @@ case(f"{MOD}.ResNet", "block", st.text(max_size=8).filter(lambda s: s not in ("b
 for name in ("ResNet18", "ResNet50"):
   case(f"{MOD}.{name}", "width", bad_count)(lambda v, n=name: fn(f"{MOD}.{n}")(3, C, width=v, rngs=nnx.Rngs(0)))
 
+wrong_trailing = st.integers(1, 9).filter(lambda n: n != 3)
+case(f"{MOD}.MLP", "x", wrong_feature)(lambda n: fn(f"{MOD}.MLP")(4, C, hidden=(8,), rngs=nnx.Rngs(0))(
+    np.ones((B, n), np.float32)))
+case(f"{MOD}.CNN", "x", wrong_trailing)(lambda n: fn(f"{MOD}.CNN")(3, C, channels=(4,), hidden=8, rngs=nnx.Rngs(0))(
+    np.ones((B, 8, 8, n), np.float32)))
+case(f"{MOD}.ResNet", "x", wrong_trailing)(lambda n: fn(f"{MOD}.ResNet")(
+    3, C, stage_sizes=(1,), width=4, rngs=nnx.Rngs(0))(np.ones((B, 8, 8, n), np.float32)))
+case(f"{MOD}.ViT", "x", st.integers(2, 12).filter(lambda n: n != 8))(lambda n: fn(f"{MOD}.ViT")(
+    3, C, image_size=8, dim=8, depth=1, num_heads=2, rngs=nnx.Rngs(0))(np.ones((B, n, n, 3), np.float32)))
+
+
+# --- clause specs: construct at a small size, then one forward pass ---------------------------------
+IMAGES = np.asarray(jax.random.uniform(jax.random.key(2), (B, 8, 8, 3)))
+
+
+def _forward(name, *args, **fixed):
+  def call(x, **kw):
+    return fn(f"{MOD}.{name}")(*args, **fixed, **kw, rngs=nnx.Rngs(0))(x)
+  return call
+
+
+_EMPTY = lambda out: np.shape(out) == (0, C)  # noqa: E731  an empty batch gives empty logits
+_SIZES = "a structural size, checked by a Case; the NumPy-scalar clause covers dropout_rate"
+SPECS += [
+    Spec(f"{MOD}.MLP", dict(x=H, in_features=4, num_classes=C, dropout_rate=0.1),
+         call=lambda x, **kw: fn(f"{MOD}.MLP")(**kw, hidden=(8,), rngs=nnx.Rngs(0))(x),
+         floats=("x",), batch=("x",), empty=_EMPTY, numbers=("in_features", "num_classes", "dropout_rate"),
+         not_applicable={"hidden": _SIZES}),
+    Spec(f"{MOD}.CNN", dict(x=IMAGES, dropout_rate=0.1, hidden=8, spatial_dims=2),
+         call=_forward("CNN", 3, C, channels=(4,)), floats=("x",), batch=("x",), empty=_EMPTY,
+         numbers=("dropout_rate", "hidden", "spatial_dims"),
+         not_applicable={"in_channels": _SIZES, "channels": _SIZES}),
+    Spec(f"{MOD}.ResNet", dict(x=IMAGES, width=4, dropout_rate=0.1),
+         call=_forward("ResNet", 3, C, stage_sizes=(1,)), floats=("x",), batch=("x",), empty=_EMPTY,
+         numbers=("width", "dropout_rate"),
+         not_applicable={"in_channels": _SIZES, "num_classes": _SIZES, "stage_sizes": _SIZES}),
+    Spec(f"{MOD}.ViT", dict(x=IMAGES, dim=8, dropout_rate=0.1),
+         call=_forward("ViT", 3, C, image_size=8, depth=1, num_heads=2), floats=("x",), batch=("x",),
+         empty=_EMPTY, numbers=("dim", "dropout_rate"),
+         not_applicable={n: _SIZES for n in ("in_channels", "num_classes", "image_size", "patch_size", "depth",
+                                             "num_heads", "mlp_ratio")}),
+]
+for _name in ("ResNet18", "ResNet50"):
+  SPECS.append(Spec(f"{MOD}.{_name}", dict(x=IMAGES, width=2),
+                    call=_forward(_name, 3, C, stage_sizes=(1,)), floats=("x",), batch=("x",), empty=_EMPTY,
+                    numbers=("width",), not_applicable={"in_channels": _SIZES, "num_classes": _SIZES}))
+
 # Public names with nothing to validate, each with the reason.
 EXEMPT = {
     f"{MOD}.Classifier": "an abstract base class",
     f"{MOD}.Model": "a typing Protocol",
     f"{MOD}.HeadSplit": "a typing Protocol",
+    f"{MOD}.is_training": "a mode lookup: `train` when given, else the module's NNX mode attribute",
 }

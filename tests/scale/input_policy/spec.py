@@ -88,7 +88,8 @@ class Spec:
     labels: integer class-id inputs, in ``[0, num_classes)``; clause *labels*: an out-of-range value
       must raise naming the input (eager) and, when ``jit`` is True, give NaN under ``jax.jit``.
     num_classes: the number of classes the ``labels`` inputs index.
-    jit: clause *labels* under ``jit`` applies (the function is traceable with the labels traced).
+    jit: the function is traceable with its array inputs traced: the *labels* and *non-finite*
+      clauses are also checked under ``jax.jit`` (NaN comes out, as nothing can raise there).
     batch: inputs whose leading axis is the batch; clause *empty*: with all of them of size 0 the
       call must raise naming one of them, or return ``empty`` when that is a defined value.
     empty: ``RAISES``, or the documented result for an empty batch (compared with allclose), or a
