@@ -43,32 +43,23 @@ SETTING = (f"MNIST-1D, 1-D CNN (conv 32-64, dense 128), dropout p = 0.5 before t
            f"ordinary dropout.")
 
 
+def _claim(name: str, statement: str, metric_text: str, metric, metric_name: str, report) -> Claim:
+  """Both claims compare the same arms in the same direction (M = 8 and M = 4 below M = 1)."""
+  return Claim(name=name, paper=PAPER, statement=statement, setting=f"{SETTING} Metric: {metric_text}.",
+               get_config=get_config, arms=ARMS, metric=metric, metric_name=metric_name,
+               expects=[Expect("less", "M=8", "M=1"), Expect("less", "M=4", "M=1")], report=report)
+
+
 def get_claims():
   return [
-      Claim(
-          name="msd_fewer_steps_to_target",
-          paper=PAPER,
-          statement="Multi-sample dropout reaches a given accuracy in fewer epochs than single-sample "
-          "dropout.",
-          setting=SETTING + f" Metric: first evaluated step with test accuracy >= {TARGET_ACCURACY}.",
-          get_config=get_config,
-          arms=ARMS,
-          metric=steps_to("eval_accuracy", TARGET_ACCURACY),
-          metric_name=f"steps to {TARGET_ACCURACY:.0%} test accuracy",
-          expects=[Expect("less", "M=8", "M=1"), Expect("less", "M=4", "M=1")],
-          report={"final test accuracy": "eval_accuracy"},
-      ),
-      Claim(
-          name="msd_lower_train_loss",
-          paper=PAPER,
-          statement="Multi-sample dropout has a lower training loss than single-sample dropout at equal "
-          "epochs.",
-          setting=SETTING + f" Metric: mean training loss (dropout on) over epoch {LOSS_EPOCH}.",
-          get_config=get_config,
-          arms=ARMS,
-          metric=at_step("train_loss", STEPS_PER_EPOCH * LOSS_EPOCH),
-          metric_name=f"train loss, epoch {LOSS_EPOCH}",
-          expects=[Expect("less", "M=8", "M=1"), Expect("less", "M=4", "M=1")],
-          report={"final train loss": "train_loss"},
-      ),
+      _claim("msd_fewer_steps_to_target",
+             "Multi-sample dropout reaches a given accuracy in fewer epochs than single-sample dropout.",
+             f"first evaluated step with test accuracy >= {TARGET_ACCURACY}",
+             steps_to("eval_accuracy", TARGET_ACCURACY), f"steps to {TARGET_ACCURACY:.0%} test accuracy",
+             {"final test accuracy": "eval_accuracy"}),
+      _claim("msd_lower_train_loss",
+             "Multi-sample dropout has a lower training loss than single-sample dropout at equal epochs.",
+             f"mean training loss (dropout on) over epoch {LOSS_EPOCH}",
+             at_step("train_loss", STEPS_PER_EPOCH * LOSS_EPOCH), f"train loss, epoch {LOSS_EPOCH}",
+             {"final train loss": "train_loss"}),
   ]
