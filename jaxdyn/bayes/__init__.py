@@ -4,8 +4,11 @@ SSVI (Li et al., ICML 2024, https://arxiv.org/abs/2402.11025): a mean-field Gaus
 active weights stay a sparse subset for all of training. Build the model from `GaussianDense` /
 `GaussianConv` (or `BayesMLP`, `BayesCNN`, `BayesResNet18`) at a density; train with CE + warm-up-scaled
 `model_kl` / N_train under the `ssvi` (or `ssvi_sgd`) Optax transform, which moves the active set
-every dT steps; predict with the mean weights or `mc_predictive`; count the training FLOPs it would
-save with `layer_costs` and `training_flops` (masked dense execution in XLA saves no wall time).
+every dT steps (it must be the last transform of a chain; its state records the schedule and the
+topology steps done); predict with the mean weights or `mc_predictive`; count the training FLOPs it
+would save with `layer_costs` and `training_flops` (masked dense execution in XLA saves no wall time).
+The models follow NNX's ``model.train()`` / ``model.eval()``: in training mode they sample their
+weights from a required ``key``.
 """
 
 from jaxdyn.bayes._flops import LayerCost

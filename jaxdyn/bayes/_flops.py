@@ -59,15 +59,13 @@ class LayerCost:
   positions: int = 1
 
   def __post_init__(self):
-    if self.kind not in KINDS:
-      raise ValueError(f"kind: must be one of {list(KINDS)}, got {self.kind!r}")
-    _validation.check_int("num_weights", self.num_weights, lower=1)
-    _validation.check_int("num_active", self.num_active, lower=0)
-    _validation.check_int("positions", self.positions, lower=1)
-    if not 0 <= self.num_active <= self.num_weights:
-      raise ValueError(f"num_active: must be in [0, num_weights={self.num_weights}], got {self.num_active}")
-    if self.positions < 1:
-      raise ValueError(f"positions: must be >= 1, got {self.positions}")
+    _validation.check_choice("kind", self.kind, KINDS)
+    num_weights = _validation.check_int("num_weights", self.num_weights, lower=1)
+    # Stored as Python ints: costs built from NumPy integers equal those built from Python ints.
+    object.__setattr__(self, "num_weights", num_weights)
+    object.__setattr__(self, "num_active", _validation.check_int("num_active", self.num_active, lower=0,
+                                                                   upper=num_weights))
+    object.__setattr__(self, "positions", _validation.check_int("positions", self.positions, lower=1))
 
 
 def layer_costs(model, example_input: jax.Array, **call_kwargs) -> list[LayerCost]:
@@ -117,7 +115,17 @@ def layer_costs(model, example_input: jax.Array, **call_kwargs) -> list[LayerCos
 
 
 def topology_update_count(num_steps: int, *, update_every: int, end_step: int) -> int:
-  """Number of iterations t in 1..num_steps with t % update_every == 0 and t < end_step."""
+  """Number of iterations t in 1..num_steps with t % update_every == 0 and t < end_step.
+
+  That is the number of SSVI topology steps in a run of ``num_steps`` (`TopologySchedule`); a run's
+  optimizer state also counts them (`SSVIState`'s ``topology_steps``, with ``topology_every`` and
+  ``topology_end_step``). Integers (Python, NumPy or 0-d arrays): num_steps >= 0, update_every >= 1,
+  end_step >= 0.
+
+  Example:
+    >>> topology_update_count(1000, update_every=100, end_step=750)
+    7
+  """
   num_steps = _validation.check_int("num_steps", num_steps, lower=0)
   update_every = _validation.check_int("update_every", update_every, lower=1)
   end_step = _validation.check_int("end_step", end_step, lower=0)
@@ -142,7 +150,9 @@ def training_flops(layers: Sequence[LayerCost], *, num_steps: int, batch_size: i
     layers: from `layer_costs` or written by hand.
     num_steps: optimizer steps.
     batch_size: examples per step.
-    topology_steps: SSVI removal/addition steps among ``num_steps`` (`topology_update_count`).
+    topology_steps: SSVI removal/addition steps among ``num_steps``, in [0, num_steps]: the
+      ``topology_steps`` field of the run's `SSVIState`
+      (``optax.tree_utils.tree_get(opt_state, "topology_steps")``) or `topology_update_count`.
     dense: count dense VI instead.
 
   Returns:
@@ -159,12 +169,10 @@ def training_flops(layers: Sequence[LayerCost], *, num_steps: int, batch_size: i
   """
   num_steps = _validation.check_int("num_steps", num_steps, lower=1)
   batch_size = _validation.check_int("batch_size", batch_size, lower=1)
-  topology_steps = _validation.check_int("topology_steps", topology_steps, lower=0)
+  topology_steps = _validation.check_int("topology_steps", topology_steps, lower=0, upper=num_steps)
   layers = list(layers)
   if not layers or not all(isinstance(layer, LayerCost) for layer in layers):
     raise ValueError(f"layers: must be a non-empty sequence of LayerCost (from layer_costs), got {layers!r}")
-  if not 0 <= topology_steps <= num_steps:
-    raise ValueError(f"topology_steps: must be in [0, num_steps], got {topology_steps}")
   per_example = 0.0
   extra = 0.0
   for layer in layers:

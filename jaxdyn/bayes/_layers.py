@@ -12,12 +12,13 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxdyn import _validation
 from jaxdyn.bayes import _flops
-from jaxdyn.bayes._kl import gaussian_kl
+from jaxdyn.bayes._kl import kl_terms
 
 __all__ = [
     "GaussianConv",
@@ -39,9 +40,8 @@ _VAR_EPS = 1e-8  # added to the local-reparameterisation variance, as in the pap
 
 
 def check_density(density) -> float:
-  if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 < density <= 1.0:
-    raise ValueError(f"density: must be a number in (0, 1], got {density!r}")
-  return float(density)
+  """``density`` as a float in (0, 1] (Python, NumPy or 0-d array number), else a named ValueError."""
+  return _validation.check_real("density", density, lower=0.0, lower_open=True, upper=1.0)
 
 
 def num_active(size: int, density: float) -> int:
@@ -82,7 +82,9 @@ def random_mask(key: jax.Array, shape: Sequence[int], density: float) -> jax.Arr
 def rho_from_std(sigma: ArrayLike) -> jax.Array:
   """rho = softplus^-1(sigma) = sigma + log(-expm1(-sigma)), stable for small sigma > 0.
 
-  Concrete ``sigma`` must be > 0 everywhere (checked; under `jit` the values are not checked).
+  Concrete ``sigma`` must be > 0 everywhere (checked, NaN rejected, naming ``sigma``); under `jit`
+  the values are not checked: sigma = 0 gives -inf, a negative or NaN sigma NaN, +inf gives +inf.
+  Elementwise, so an empty array gives an empty array.
   """
   _validation.check_nonnegative("sigma", sigma, strict=True)
   sigma = jnp.asarray(sigma)
@@ -90,11 +92,17 @@ def rho_from_std(sigma: ArrayLike) -> jax.Array:
 
 
 def posterior_std(rho: ArrayLike) -> jax.Array:
-  """sigma = softplus(rho) on active entries (rho != 0) and exactly 0 on inactive ones."""
+  """sigma = softplus(rho) on active entries (rho != 0) and exactly 0 on inactive ones.
+
+  A non-finite rho is active and gives a non-finite sigma: NaN for NaN and -inf (softplus(-inf)
+  = 0 would silently make an active entry deterministic), +inf for +inf. Elementwise, so an empty
+  array gives an empty array.
+  """
   rho = jnp.asarray(rho)
   if not jnp.issubdtype(rho.dtype, jnp.floating):
     raise TypeError(f"rho: must be a floating array, got dtype {rho.dtype}")
-  return jnp.where(rho != 0, jax.nn.softplus(rho), 0.0)
+  sigma = jnp.where(rho > -jnp.inf, jax.nn.softplus(rho), jnp.nan)
+  return jnp.where(rho != 0, sigma, 0.0)
 
 
 def active_mean(mu: ArrayLike, rho: ArrayLike) -> jax.Array:
@@ -102,28 +110,28 @@ def active_mean(mu: ArrayLike, rho: ArrayLike) -> jax.Array:
 
   The value is where(rho != 0, mu, 0); the gradient with respect to mu is 1 everywhere, so
   d loss / d mu at an inactive entry is the dense gradient that SSVI's addition step ranks, while
-  the output never depends on an inactive mu (even one an optimizer without `ssvi` has moved).
+  the output never depends on an inactive finite mu (even one an optimizer without `ssvi` has
+  moved). A NaN or an infinity in ``mu`` or ``rho`` (active or not) gives NaN there; an empty
+  array gives an empty array.
   """
+  _validation.check_same_shape("rho", rho, "mu", mu)
   mu = jnp.asarray(mu)
-  if jnp.shape(rho) != mu.shape:
-    raise ValueError(f"rho: must have mu's shape {mu.shape}, got {jnp.shape(rho)}")
-  return jnp.where(jnp.asarray(rho) != 0, mu, mu - jax.lax.stop_gradient(mu))
-
-
-def _check_sampling(sampling: str) -> None:
-  if sampling not in SAMPLING:
-    raise ValueError(f"sampling: must be one of {list(SAMPLING)}, got {sampling!r}")
+  rho = jax.lax.stop_gradient(jnp.asarray(rho))
+  # 0 * rho is exactly (+-)0 for a finite rho and NaN otherwise: the NaN policy at no extra pass.
+  return jnp.where(rho != 0, mu, mu - jax.lax.stop_gradient(mu)) + (0 * rho).astype(mu.dtype)
 
 
 class _GaussianKernel(nnx.Module):
-  """Shared initialisation and KL of a sparse mean-field Gaussian kernel."""
+  """Shared initialisation, forward pass and KL of a sparse mean-field Gaussian kernel."""
 
-  def _init_kernel(self, shape, *, density, mu_init_std, sigma_init, rngs):
+  def _init_kernel(self, shape, *, density, use_bias, mu_init_std, sigma_init, rngs):
     self.density = check_density(density)
-    if mu_init_std is not None and not mu_init_std > 0:
-      raise ValueError(f"mu_init_std: must be > 0 or None, got {mu_init_std!r}")
-    if len(sigma_init) != 2 or not sigma_init[0] > 0 or not sigma_init[1] >= 0:
-      raise ValueError(f"sigma_init: must be (mean > 0, std >= 0), got {sigma_init!r}")
+    if mu_init_std is not None:
+      mu_init_std = _validation.check_real("mu_init_std", mu_init_std, lower=0.0, lower_open=True)
+    if isinstance(sigma_init, (str, bytes)) or not hasattr(sigma_init, "__len__") or len(sigma_init) != 2:
+      raise ValueError(f"sigma_init: must be a pair (mean > 0, std >= 0), got {sigma_init!r}")
+    sigma_mean = _validation.check_real("sigma_init", sigma_init[0], lower=0.0, lower_open=True)
+    sigma_std = _validation.check_real("sigma_init", sigma_init[1], lower=0.0)
     fan_in = 1
     for s in shape[:-1]:
       fan_in *= s
@@ -131,13 +139,14 @@ class _GaussianKernel(nnx.Module):
     k_mu, k_sigma, k_mask = jax.random.split(rngs.params(), 3)
     mu = std * jax.random.normal(k_mu, shape)
     # sigma0 = |N(m, s)|, floored at 1e-6 so that rho is finite (the authors redraw instead).
-    sigma0 = jnp.maximum(jnp.abs(sigma_init[0] + sigma_init[1] * jax.random.normal(k_sigma, shape)), 1e-6)
+    sigma0 = jnp.maximum(jnp.abs(sigma_mean + sigma_std * jax.random.normal(k_sigma, shape)), 1e-6)
     rho = rho_from_std(sigma0)
     if self.density < 1.0:
       mask = random_mask(k_mask, shape, self.density)
       mu, rho = jnp.where(mask, mu, 0.0), jnp.where(mask, rho, 0.0)
     self.kernel_mu = nnx.Param(mu)
     self.kernel_rho = nnx.Param(rho)
+    self.bias = nnx.Param(jnp.zeros((shape[-1],))) if use_bias else None
 
   @property
   def mask(self) -> jax.Array:
@@ -145,9 +154,15 @@ class _GaussianKernel(nnx.Module):
     return self.kernel_rho[...] != 0
 
   def kl(self, *, prior_std: float) -> jax.Array:
-    """Closed-form KL of the active entries to N(0, prior_std^2) (`gaussian_kl`)."""
+    """Closed-form KL of the active entries to N(0, prior_std^2) (`gaussian_kl`, unchecked values).
+
+    Non-finite parameters give a non-finite KL; an active entry whose sigma underflows to 0
+    (rho below about -88 in float32) gives +inf.
+    """
+    s0 = _validation.check_real("prior_std", prior_std, lower=0.0, lower_open=True)
     rho = self.kernel_rho[...]
-    return gaussian_kl(self.kernel_mu[...], posterior_std(rho), prior_std=prior_std, mask=rho != 0)
+    mu = jnp.asarray(self.kernel_mu[...], jnp.result_type(self.kernel_mu[...], jnp.float32))
+    return kl_terms(mu, posterior_std(rho).astype(mu.dtype), s0, rho != 0)
 
   def _mean_kernel(self):
     return active_mean(self.kernel_mu[...], self.kernel_rho[...])
@@ -155,6 +170,24 @@ class _GaussianKernel(nnx.Module):
   def _sample_kernel(self, key):
     mu = self._mean_kernel()
     return mu + posterior_std(self.kernel_rho[...]) * jax.random.normal(key, mu.shape, mu.dtype)
+
+  def _forward(self, x, op, kind: str, *, key, sampling: str) -> jax.Array:
+    """op(x, W) with W the mean kernel (no key), one sample of it, or the local reparameterisation."""
+    _validation.check_choice("sampling", sampling, SAMPLING)
+    if key is not None:
+      _validation.check_key("key", key)
+    mu = self._mean_kernel()
+    if key is None:
+      y = op(x, mu)
+    elif sampling == "weights":
+      y = op(x, self._sample_kernel(key))
+    else:
+      sigma = posterior_std(self.kernel_rho[...])
+      mean = op(x, mu)
+      std = jnp.sqrt(op(x * x, sigma * sigma) + _VAR_EPS)
+      y = mean + std * jax.random.normal(key, mean.shape, mean.dtype)
+    _flops.record(self, kind, y.shape)
+    return y if self.bias is None else y + self.bias[...]
 
 
 class GaussianDense(_GaussianKernel):
@@ -180,7 +213,11 @@ class GaussianDense(_GaussianKernel):
     rngs: ``nnx.Rngs`` with a ``params`` stream.
 
   Returns:
-    The module; ``layer(x, key=None, sampling="local")`` gives ``(..., out_features)``.
+    The module; ``layer(x, key=None, sampling="local")`` gives ``(..., out_features)``. ``x`` must
+    have ``in_features`` entries on its last axis (checked, naming ``x``); ``key``, when given, is
+    checked by name. The layer has no training mode of its own: a key samples, no key means the
+    mean weights (the Bayesian models decide by their mode). Rows are independent: an empty batch
+    gives an empty output, and a NaN or an infinity in a row of ``x`` gives a non-finite output row.
 
   Example:
     >>> layer = GaussianDense(4, 3, density=0.5, rngs=nnx.Rngs(0))
@@ -197,29 +234,19 @@ class GaussianDense(_GaussianKernel):
   def __init__(self, in_features: int, out_features: int, *, density: float = 1.0,
                use_bias: bool = True, mu_init_std: float | None = 0.01,
                sigma_init: tuple[float, float] = (6e-4, 5e-4), rngs: nnx.Rngs):
-    for name, v in (("in_features", in_features), ("out_features", out_features)):
-      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name}: must be an int >= 1, got {v!r}")
-    self._init_kernel((in_features, out_features), density=density, mu_init_std=mu_init_std,
-                      sigma_init=sigma_init, rngs=rngs)
-    self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
+    self.in_features = _validation.check_int("in_features", in_features, lower=1)
+    out_features = _validation.check_int("out_features", out_features, lower=1)
+    self._init_kernel((self.in_features, out_features), density=density, use_bias=use_bias,
+                      mu_init_std=mu_init_std, sigma_init=sigma_init, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, key: jax.Array | None = None, sampling: str = "local") -> jax.Array:
-    _check_sampling(sampling)
-    mu = self._mean_kernel()
-    if key is None:
-      y = x @ mu
-    elif sampling == "weights":
-      y = x @ self._sample_kernel(key)
-    else:
-      sigma = posterior_std(self.kernel_rho[...])
-      mean = x @ mu
-      std = jnp.sqrt((x * x) @ (sigma * sigma) + _VAR_EPS)
-      y = mean + std * jax.random.normal(key, mean.shape, mean.dtype)
-    _flops.record(self, "dense", y.shape)
-    return y if self.bias is None else y + self.bias[...]
+    if not np.shape(x) or np.shape(x)[-1] != self.in_features:
+      raise ValueError(f"x: must have in_features = {self.in_features} entries on its last axis, got shape "
+                       f"{np.shape(x)}")
+    return self._forward(x, jnp.matmul, "dense", key=key, sampling=sampling)
 
 
+_PADDINGS = ("SAME", "SAME_LOWER", "VALID")
 _DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
 
@@ -246,6 +273,8 @@ class GaussianConv(_GaussianKernel):
 
   Returns:
     The module; ``conv(x, key=None, sampling="local")`` gives ``(batch, *spatial_out, out_features)``.
+    ``x`` must be ``(batch, *spatial, in_features)`` with ``len(kernel_size)`` spatial axes (checked,
+    naming ``x``); keys, empty batches and non-finite inputs as in `GaussianDense`.
 
   Example:
     >>> conv = GaussianConv(3, 8, (3, 3), density=0.2, rngs=nnx.Rngs(0))
@@ -260,38 +289,45 @@ class GaussianConv(_GaussianKernel):
                strides: int | Sequence[int] = 1, padding: str | Sequence[tuple[int, int]] = "SAME",
                density: float = 1.0, use_bias: bool = False, mu_init_std: float | None = 0.01,
                sigma_init: tuple[float, float] = (6e-4, 5e-4), rngs: nnx.Rngs):
-    kernel_size = tuple(int(k) for k in kernel_size)
-    if len(kernel_size) not in _DIMENSION_NUMBERS or min(kernel_size) < 1:
-      raise ValueError(f"kernel_size: must have 1 to 3 positive entries, got {kernel_size!r}")
-    for name, v in (("in_features", in_features), ("out_features", out_features)):
-      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name}: must be an int >= 1, got {v!r}")
-    self.strides = (int(strides),) * len(kernel_size) if isinstance(strides, int) else tuple(strides)
-    if len(self.strides) != len(kernel_size) or min(self.strides) < 1:
-      raise ValueError(f"strides: must be an int >= 1 or one per spatial axis, got {strides!r}")
-    self.padding = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
-    self._init_kernel((*kernel_size, in_features, out_features), density=density,
+    if isinstance(kernel_size, (str, bytes)) or not hasattr(kernel_size, "__len__") or (
+        len(kernel_size) not in _DIMENSION_NUMBERS):
+      raise ValueError(f"kernel_size: must have 1 to 3 entries, got {kernel_size!r}")
+    kernel_size = tuple(_validation.check_int("kernel_size", k, lower=1) for k in kernel_size)
+    self.in_features = _validation.check_int("in_features", in_features, lower=1)
+    out_features = _validation.check_int("out_features", out_features, lower=1)
+    if np.ndim(strides) != 0:
+      if len(strides) != len(kernel_size):
+        raise ValueError(f"strides: must be an int >= 1 or one per spatial axis ({len(kernel_size)}), got "
+                         f"{strides!r}")
+      self.strides = tuple(_validation.check_int("strides", s, lower=1) for s in strides)
+    else:
+      self.strides = (_validation.check_int("strides", strides, lower=1),) * len(kernel_size)
+    if isinstance(padding, str):
+      if padding.upper() not in _PADDINGS:  # lax reads the names case-insensitively
+        _validation.check_choice("padding", padding, _PADDINGS)
+      self.padding = padding.upper()
+    else:
+      try:
+        pairs = tuple(tuple(p) for p in padding)
+      except TypeError as e:
+        raise ValueError(f"padding: must be one of {list(_PADDINGS)} or (low, high) pairs, got {padding!r}") from e
+      if len(pairs) != len(kernel_size) or any(len(p) != 2 for p in pairs):
+        raise ValueError(f"padding: must hold one (low, high) pair per spatial axis ({len(kernel_size)}), got "
+                         f"{padding!r}")
+      self.padding = tuple(tuple(_validation.check_int("padding", v) for v in p) for p in pairs)
+    self._init_kernel((*kernel_size, self.in_features, out_features), density=density, use_bias=use_bias,
                       mu_init_std=mu_init_std, sigma_init=sigma_init, rngs=rngs)
-    self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
 
   def _conv(self, x, w):
     return jax.lax.conv_general_dilated(x, w, self.strides, self.padding,
                                         dimension_numbers=_DIMENSION_NUMBERS[w.ndim - 2])
 
   def __call__(self, x: jax.Array, *, key: jax.Array | None = None, sampling: str = "local") -> jax.Array:
-    _check_sampling(sampling)
-    mu = self._mean_kernel()
-    if key is None:
-      y = self._conv(x, mu)
-    elif sampling == "weights":
-      y = self._conv(x, self._sample_kernel(key))
-    else:
-      sigma = posterior_std(self.kernel_rho[...])
-      mean = self._conv(x, mu)
-      std = jnp.sqrt(self._conv(x * x, sigma * sigma) + _VAR_EPS)
-      y = mean + std * jax.random.normal(key, mean.shape, mean.dtype)
-    _flops.record(self, "conv", y.shape)
-    return y if self.bias is None else y + self.bias[...]
+    ndim = len(self.strides) + 2
+    if np.ndim(x) != ndim or np.shape(x)[-1] != self.in_features:
+      raise ValueError(f"x: must be (batch, {len(self.strides)} spatial axes, in_features = {self.in_features}), "
+                       f"got shape {np.shape(x)}")
+    return self._forward(x, self._conv, "conv", key=key, sampling=sampling)
 
 
 def gaussian_layers(model: nnx.Module) -> list[tuple[str, _GaussianKernel]]:
@@ -308,7 +344,9 @@ def model_kl(model: nnx.Module, *, prior_std: float) -> jax.Array:
     prior_std: s0 > 0 (0.005 in the paper).
 
   Returns:
-    A scalar (nats).
+    A scalar (nats). The parameters' values are not checked (it runs inside the loss): a NaN or an
+    infinity in any kernel gives a non-finite KL, as does an active entry whose sigma underflows to
+    0 (rho below about -88 in float32).
 
   Example:
     >>> layer = GaussianDense(4, 3, rngs=nnx.Rngs(0))
@@ -318,6 +356,10 @@ def model_kl(model: nnx.Module, *, prior_std: float) -> jax.Array:
   References:
     Li et al., ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI.
   """
+  _validation.check_real("prior_std", prior_std, lower=0.0, lower_open=True)
+  if not isinstance(model, nnx.Module):
+    raise TypeError(f"model: must be an nnx.Module with GaussianDense or GaussianConv layers, got "
+                    f"{type(model).__name__}")
   layers = gaussian_layers(model)
   if not layers:
     raise ValueError("model: has no GaussianDense or GaussianConv layer")

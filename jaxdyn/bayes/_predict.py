@@ -25,11 +25,14 @@ def mc_predictive(apply_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.
     apply_fn: ``(x, key) -> logits`` drawing one set of weights from ``key``, e.g.
       ``lambda x, k: model(x, key=k, sampling="weights")``.
     x: a batch of inputs.
-    key: a `jax.random` key.
-    num_samples: S >= 1.
+    key: a `jax.random` key (checked by name).
+    num_samples: S >= 1, an int.
 
   Returns:
-    ``(batch, num_classes)`` averaged probabilities.
+    ``(batch, num_classes)`` averaged probabilities. An example whose logits hold a NaN or an
+    infinity in any sample (a non-finite input, or a -inf logit) gets a NaN row, never a finite
+    one; the check is one elementwise pass over the logits. An empty batch gives an empty
+    ``(0, num_classes)`` result (when ``apply_fn`` accepts it).
 
   Example:
     >>> f = lambda x, k: x + jax.random.normal(k, x.shape)
@@ -40,9 +43,15 @@ def mc_predictive(apply_fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.
     Li et al., ICML 2024, https://arxiv.org/abs/2402.11025; code https://github.com/ljb121002/SSVI
     (its evaluation averages the softmax of S weight samples).
   """
+  if not callable(apply_fn):
+    raise TypeError(f"apply_fn: must be a callable (x, key) -> logits, got {type(apply_fn).__name__}")
   _validation.check_key("key", key)
-  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-    raise ValueError(f"num_samples: must be an int >= 1, got {num_samples!r}")
+  num_samples = _validation.check_int("num_samples", num_samples, lower=1)
   keys = jax.random.split(key, num_samples)
-  probs = jax.lax.map(lambda k: jax.nn.softmax(apply_fn(x, k), axis=-1), keys)
-  return jnp.mean(probs, axis=0)
+
+  def probs(k):
+    logits = apply_fn(x, k)
+    finite = jnp.all(jnp.isfinite(logits), axis=-1, keepdims=True)
+    return _validation.nan_unless(finite, jax.nn.softmax(logits, axis=-1))
+
+  return jnp.mean(jax.lax.map(probs, keys), axis=0)

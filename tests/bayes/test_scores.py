@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -68,3 +69,34 @@ def test_unknown_criterion():
   assert "snr_abs" in CRITERIA
   with pytest.raises(ValueError, match="criterion"):
     removal_score(jnp.ones(2), jnp.ones(2), criterion="magnitude")
+
+
+# --- input policy ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_nonfinite_sigma_never_gives_a_finite_score_under_jit(criterion):
+  mu = jnp.array([0.0, 0.5, 0.0, 0.5, 0.3])
+  sigma = jnp.array([np.nan, np.nan, np.inf, np.inf, 0.1])
+  score = np.asarray(jax.jit(lambda s: removal_score(mu, s, criterion=criterion))(sigma))
+  # The old code scored NaN sigma as sigma = 0 (0 or inf) and abs_mu ignored sigma altogether.
+  assert not np.isfinite(score[:4]).any(), score
+  assert np.isfinite(score[4])
+  # A negative sigma (unchecked under jit) is NaN too; eagerly it is rejected by name.
+  assert np.isnan(jax.jit(lambda s: removal_score(mu[:1], s, criterion=criterion))(jnp.array([-1.0])))
+  with pytest.raises(ValueError, match="^sigma:"):
+    removal_score(mu[:1], jnp.array([-1.0]), criterion=criterion)
+
+
+def test_folded_moments_propagate_nan_sigma_under_jit_and_keep_empty_arrays():
+  mean, var = jax.jit(folded_normal_moments)(jnp.array([0.5, 0.5]), jnp.array([np.nan, 0.0]))
+  assert np.isnan(mean[0]) and np.isnan(var[0])  # the old code gave (0.5, 0.0)
+  assert float(mean[1]) == 0.5 and float(var[1]) == 0.0
+  m, v = folded_normal_moments(jnp.zeros((0,)), jnp.zeros((0,)))
+  assert m.shape == v.shape == (0,)
+
+
+def test_scores_are_scale_invariant_where_they_should_be():
+  mu, sigma = np.array([0.3, -0.02, 0.0], np.float32), np.array([0.1, 0.01, 0.2], np.float32)
+  ref = np.asarray(removal_score(mu, sigma))
+  for scale in (1e-30, 1e30):
+    np.testing.assert_allclose(removal_score(mu * np.float32(scale), sigma * np.float32(scale)), ref, rtol=1e-5)

@@ -50,7 +50,7 @@ TRANSFORMS = {
     "ssvi": (lambda **kw: bayes.ssvi(optax.sgd(0.1, momentum=0.9), **kw),
              {"total_steps": 20, "update_every": 2}, None, None),
     "ssvi_sgd": (bayes.ssvi_sgd, {"learning_rate": 0.05, "total_steps": 20, "update_every": 2},
-                 ({"learning_rate": 0.05, "total_steps": 20}, ("total_steps",)), "learning_rate"),
+                 ({"learning_rate": 0.05, "total_steps": 20, "update_every": 2}, ()), "learning_rate"),
 }
 
 
