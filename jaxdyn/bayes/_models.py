@@ -37,7 +37,7 @@ from flax import nnx
 
 from jaxdyn import _validation
 from jaxdyn.bayes._layers import SAMPLING, GaussianConv, GaussianDense, check_density
-from jaxdyn.models._base import check_positive_int, is_training
+from jaxdyn.models import is_training
 
 __all__ = ["BayesCNN", "BayesMLP", "BayesResNet18"]
 
@@ -129,9 +129,9 @@ class BayesMLP(_BayesClassifier):
                density: float = 1.0, dense_first: bool = True, mu_init_std: float | None = None,
                sigma_init: tuple[float, float] = (6e-4, 5e-4), rngs: nnx.Rngs):
     density = check_density(density)
-    in_features = check_positive_int("in_features", in_features)
-    num_classes = check_positive_int("num_classes", num_classes)
-    hidden = tuple(check_positive_int("hidden", w) for w in hidden)
+    in_features = _validation.check_int("in_features", in_features, lower=1)
+    num_classes = _validation.check_int("num_classes", num_classes, lower=1)
+    hidden = tuple(_validation.check_int("hidden", w, lower=1) for w in hidden)
     if not hidden:
       raise ValueError("hidden: need at least one hidden layer")
     widths = (in_features, *hidden)
@@ -188,10 +188,10 @@ class BayesCNN(_BayesClassifier):
                rngs: nnx.Rngs):
     density = check_density(density)
     self.spatial_dims = _validation.check_int("spatial_dims", spatial_dims, lower=1, upper=2)
-    channels = tuple(check_positive_int("channels", c) for c in channels)
+    channels = tuple(_validation.check_int("channels", c, lower=1) for c in channels)
     if not channels:
       raise ValueError("channels: need at least one conv block")
-    in_channels, num_classes, hidden = (check_positive_int(name, v) for name, v in (
+    in_channels, num_classes, hidden = (_validation.check_int(name, v, lower=1) for name, v in (
         ("in_channels", in_channels), ("num_classes", num_classes), ("hidden", hidden)))
     kw = dict(mu_init_std=mu_init_std, sigma_init=sigma_init, rngs=rngs)
     widths = (in_channels, *channels)
@@ -268,7 +268,7 @@ class BayesResNet18(_BayesClassifier):
                mu_init_std: float | None = 0.01, sigma_init: tuple[float, float] = (6e-4, 5e-4),
                rngs: nnx.Rngs):
     density = check_density(density)
-    in_channels, num_classes, width = (check_positive_int(name, v) for name, v in (
+    in_channels, num_classes, width = (_validation.check_int(name, v, lower=1) for name, v in (
         ("in_channels", in_channels), ("num_classes", num_classes), ("width", width)))
     kw = dict(mu_init_std=mu_init_std, sigma_init=sigma_init)
     self.stem = GaussianConv(in_channels, width, (3, 3), density=1.0, rngs=rngs, **kw)

@@ -118,7 +118,3 @@ def check_input_shape(x, expected: tuple, what: str) -> None:
   if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
     want = ", ".join("any" if e is None else str(e) for e in expected)
     raise ValueError(f"x: must be a batch of {what} of shape (batch, {want}), got {tuple(jnp.shape(x))}")
-
-
-def check_positive_int(name: str, value) -> int:  # kept for jaxdyn.bayes until it moves to _validation
-  return _validation.check_int(name, value, lower=1)

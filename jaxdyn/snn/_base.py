@@ -26,7 +26,7 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxdyn import _validation
-from jaxdyn.models._base import is_training
+from jaxdyn.models import is_training
 from jaxdyn.snn._dropout import fixed_dropout_masks
 from jaxdyn.snn._encoding import ENCODERS, encode
 from jaxdyn.snn._lif import LIF
