@@ -3,7 +3,8 @@
 Each notebook is a jupytext percent-format ``colabs/<name>.py`` paired with ``colabs/<name>.ipynb``
 (``formats: ipynb,py:percent`` in both; the ``.ipynb`` is what "Open in Colab" loads, so it carries
 no outputs or execution counts). After editing either file, ``jupytext --sync colabs/<name>.py``
-brings the other up to date.
+brings the other up to date; ``jupyter nbconvert --clear-output --inplace colabs/<name>.ipynb`` strips
+a notebook saved with outputs.
 
 ``make notebooks`` checks every pair (`pair_problems`) and executes every ``.ipynb``;
 ``python -m experiments.notebooks colabs/<name>.py`` (or ``.ipynb``) executes one.
@@ -40,13 +41,15 @@ def pair_problems(py: str | os.PathLike) -> list[str]:
   py = pathlib.Path(py)
   ipynb = py.with_suffix(".ipynb")
   if not ipynb.exists():
-    return [f"{py.name}: no paired {ipynb.name}; {SYNC_HINT}"]
+    return [f"{py.name}: no paired {ipynb.name}; create it with "
+            f"`jupytext --set-formats {FORMATS} colabs/{py.name}`"]
   problems = []
   text_nb, ipynb_nb = jupytext.read(py), jupytext.read(ipynb)
   for name, nb in ((py.name, text_nb), (ipynb.name, ipynb_nb)):
     formats = nb.metadata.get("jupytext", {}).get("formats")
     if formats != FORMATS:
-      problems.append(f"{name}: jupytext formats is {formats!r}, not {FORMATS!r}")
+      problems.append(f"{name}: jupytext formats is {formats!r}, not {FORMATS!r}; "
+                      f"run `jupytext --set-formats {FORMATS} colabs/{py.name}`")
   a = [(c.cell_type, c.source) for c in text_nb.cells]
   b = [(c.cell_type, c.source) for c in ipynb_nb.cells]
   for i, (ca, cb) in enumerate(zip(a, b)):
@@ -60,12 +63,12 @@ def pair_problems(py: str | os.PathLike) -> list[str]:
   if len(a) != len(b):
     problems.append(f"{py.name} has {len(a)} cells, {ipynb.name} {len(b)}; {SYNC_HINT}")
   raw = json.loads(ipynb.read_text())  # the file as Colab loads it
+  clear = f"jupyter nbconvert --clear-output --inplace colabs/{ipynb.name}"
   for i, cell in enumerate(raw.get("cells", [])):
     if cell.get("outputs"):
-      problems.append(f"{ipynb.name}: cell {i} has outputs (strip them: {SYNC_HINT})")
+      problems.append(f"{ipynb.name}: cell {i} has outputs; clear them: {clear}")
     if cell.get("execution_count") is not None:
-      problems.append(f"{ipynb.name}: cell {i} has execution count {cell['execution_count']} "
-                      f"(strip it: {SYNC_HINT})")
+      problems.append(f"{ipynb.name}: cell {i} has an execution count; clear it: {clear}")
   return problems
 
 

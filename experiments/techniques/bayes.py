@@ -35,7 +35,7 @@ from flax import nnx
 
 from experiments.callbacks import Callback
 from experiments.registry import register
-from experiments.techniques.models import image_channels
+from experiments.techniques.models import image_channels, signal_or_image
 from jaxdyn import _validation
 from jaxdyn.bayes import (
     BayesCNN,
@@ -70,10 +70,7 @@ def bayes_mlp(input_shape, num_classes, rngs, **kwargs):
 @register("model", "bayes_cnn", tiny={"channels": (4,), "hidden": 8})
 def bayes_cnn(input_shape, num_classes, rngs, **kwargs):
   """`jaxdyn.bayes.BayesCNN`: the reference small CNN (1-D signals or 2-D images)."""
-  if len(input_shape) > 3:
-    raise ValueError(f"input_shape: bayes_cnn needs 1-D signals or 2-D images, got {tuple(input_shape)}")
-  spatial = 1 if len(input_shape) <= 2 else 2
-  cin = 1 if len(input_shape) == 1 else input_shape[-1]
+  spatial, cin = signal_or_image(input_shape, "bayes_cnn")
   return BayesCNN(cin, num_classes, spatial_dims=spatial, rngs=rngs, **kwargs)
 
 

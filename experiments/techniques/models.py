@@ -21,6 +21,13 @@ def image_channels(shape, name: str) -> int:
   return shape[-1]
 
 
+def signal_or_image(input_shape, name: str) -> tuple[int, int]:
+  """``(spatial_dims, channels)`` of 1-D signals ``(length,)`` / ``(length, channels)`` or 2-D images."""
+  if len(input_shape) > 3:
+    raise ValueError(f"input_shape: {name} needs 1-D signals or 2-D images, got {tuple(input_shape)}")
+  return (1 if len(input_shape) <= 2 else 2), (1 if len(input_shape) == 1 else input_shape[-1])
+
+
 @register("capability", "head_split")
 def has_head_split(model) -> bool:
   """features(x), head and apply_head(h): the model splits at its penultimate layer"""
@@ -36,20 +43,17 @@ def mlp(input_shape, num_classes, rngs, **kwargs):
 @register("model", "cnn", tiny={"channels": (4,), "hidden": 8})
 def cnn(input_shape, num_classes, rngs, **kwargs):
   """`jaxdyn.models.CNN`: 1-D convolutions on (length,) or (length, channels), 2-D on images."""
-  if len(input_shape) > 3:
-    raise ValueError(f"input_shape: cnn needs 1-D signals or 2-D images, got {tuple(input_shape)}")
-  spatial = 1 if len(input_shape) <= 2 else 2
-  cin = 1 if len(input_shape) == 1 else input_shape[-1]
+  spatial, cin = signal_or_image(input_shape, "cnn")
   return CNN(cin, num_classes, spatial_dims=spatial, rngs=rngs, **kwargs)
 
 
-@register("model", "resnet18", tiny={"stage_sizes": (1, 1), "width": 4})
+@register("model", "resnet18", tiny={"stage_sizes": (1,), "width": 4})
 def resnet18(input_shape, num_classes, rngs, **kwargs):
   """`jaxdyn.models.ResNet18` with the CIFAR stem."""
   return ResNet18(image_channels(input_shape, "resnet18"), num_classes, rngs=rngs, **kwargs)
 
 
-@register("model", "resnet50", tiny={"stage_sizes": (1, 1), "width": 4})
+@register("model", "resnet50", tiny={"stage_sizes": (1,), "width": 4})
 def resnet50(input_shape, num_classes, rngs, **kwargs):
   """`jaxdyn.models.ResNet50` with the CIFAR stem."""
   return ResNet50(image_channels(input_shape, "resnet50"), num_classes, rngs=rngs, **kwargs)

@@ -13,20 +13,14 @@ import zipfile
 import optax
 import pytest
 
-from configs import default
 from experiments.train import train_and_evaluate
+from tests.experiments.helpers import tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _tiny(**overrides):
-  c = default.get_config()
-  c.model, c.model_kwargs = "mlp", {"hidden": (16,), "dropout_rate": 0.0}
-  c.batch_size, c.num_train_steps = 32, 20
-  c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 5, 10, 10
-  for k, v in overrides.items():
-    c[k] = v
-  return c
+  return tiny(**{"checkpoint_every_steps": 10, **overrides})
 
 
 def _events(workdir):
@@ -65,7 +59,7 @@ def test_tensorboard_gets_learning_rate_and_steps_per_sec_and_config_json_is_sav
     assert lr == pytest.approx(float(schedule(step - 1)), rel=1e-5)  # the rate of the step's update
   assert all(v > 0 for v in events["steps_per_sec"].values())
   saved = json.loads((tmp_path / "config.json").read_text())
-  assert saved["config"]["model_kwargs"] == {"hidden": [16], "dropout_rate": 0.0}
+  assert saved["config"]["model_kwargs"] == {"hidden": [16], "dropout_rate": 0.1}
   assert saved["derived"] == {"objective": {}, "transforms": {}, "lr_schedule_steps": 20}
 
 

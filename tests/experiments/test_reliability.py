@@ -25,54 +25,22 @@ import sys
 import time
 
 import ml_collections
-import numpy as np
 import pytest
 
-from configs import default
-from experiments import callbacks, checkpointing, registry, workdir as workdir_lib
+from experiments import checkpointing, workdir as workdir_lib
 from experiments.config_schema import ConfigError
 from experiments.train import train_and_evaluate
+from tests.experiments.helpers import Crash, crash, poison_batch, tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _tiny(**overrides):
-  c = default.get_config()
-  c.model, c.model_kwargs = "mlp", {"hidden": (16,), "dropout_rate": 0.0}
-  c.batch_size, c.num_train_steps = 32, 20
-  c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 5, 10, 5
-  for k, v in overrides.items():
-    c[k] = v
-  return c
+  return tiny(**overrides)
 
 
 def _steps(workdir):
   return [json.loads(line)["step"] for line in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()]
-
-
-class _Crash(Exception):
-  pass
-
-
-@registry.register("callback", "crash_for_reliability_tests")
-class _CrashAt(callbacks.Callback):
-  """Raises at ``step``, or in ``on_end`` with ``at_end=True`` (after the last checkpoint)."""
-
-  def __init__(self, *, step: int = -1, at_end: bool = False):
-    super().__init__(every_steps=1)
-    self.crash_step, self.at_end = step, at_end
-
-  def run(self, step):
-    if step == self.crash_step:
-      raise _Crash(f"crash at {step}")
-
-  def on_end(self):
-    if self.at_end:
-      raise _Crash("crash after the last checkpoint")
-
-
-def _crash(**kw):
-  return ({"name": "crash_for_reliability_tests", **kw},)
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +150,8 @@ def test_checkpoints_of_another_config_are_a_mismatch_not_damage(tmp_path, finis
 
 def test_results_lost_after_the_last_checkpoint_are_recomputed(tmp_path, finished, capsys):
   full = finished[0]
-  with pytest.raises(_Crash):
-    train_and_evaluate(_tiny(callbacks=_crash(at_end=True)), str(tmp_path / "late"))
+  with pytest.raises(Crash):
+    train_and_evaluate(_tiny(callbacks=crash(at_end=True)), str(tmp_path / "late"))
   assert not (tmp_path / "late" / "results.json").exists()
   res = train_and_evaluate(_tiny(), str(tmp_path / "late"))
   assert "results are missing; recomputing them" in capsys.readouterr().out
@@ -199,8 +167,8 @@ def test_results_lost_after_the_last_checkpoint_are_recomputed(tmp_path, finishe
 
 def test_crash_before_the_first_checkpoint_leaves_no_duplicate_steps(tmp_path, finished):
   full = finished[0]
-  with pytest.raises(_Crash):
-    train_and_evaluate(_tiny(callbacks=_crash(step=7), checkpoint_every_steps=10, log_every_steps=1),
+  with pytest.raises(Crash):
+    train_and_evaluate(_tiny(callbacks=crash(step=7), checkpoint_every_steps=10, log_every_steps=1),
                        str(tmp_path / "r"))  # crashes before the first checkpoint (step 10)
   assert not (tmp_path / "r" / "checkpoints" / "10").exists() and _steps(tmp_path / "r")
   res = train_and_evaluate(_tiny(), str(tmp_path / "r"))
@@ -303,14 +271,6 @@ def test_the_lock_of_a_killed_run_is_released(tmp_path):
 
 # --- 7. nonfinite="skip" reporting -----------------------------------------------------------------
 
-@registry.register("objective", "nan_on_big_inputs_for_reliability_tests")
-def _nan_objective(model, batch, *, key):
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from experiments.techniques.common import cross_entropy  # pylint: disable=g-import-not-at-top
-  loss, aux = cross_entropy(model, batch, key=key)
-  return jnp.where(jnp.any(batch["x"] > 1e6), jnp.nan, loss), aux
-
-
 def _strict_json(text):
   def refuse(token):
     raise AssertionError(f"non-standard JSON token {token}")
@@ -318,23 +278,12 @@ def _strict_json(text):
 
 
 def test_skipped_count_survives_resume_and_outputs_are_strict_json(tmp_path, monkeypatch):
-  import grain  # pylint: disable=g-import-not-at-top
-  from jaxdyn.data import _pipeline, load_dataset  # pylint: disable=g-import-not-at-top
-  orig = _pipeline._gather
-  n = len(load_dataset("mnist1d").train)
-  # The example indices of step 3's batch (the pipeline's element 2), from the same seeded shuffle.
-  step3 = grain.MapDataset.range(n).shuffle(seed=0).repeat(None).batch(32, batch_fn=np.asarray)[2]
-
-  def poisoned(source, idx):
-    b = orig(source, idx)
-    return dict(b, x=np.full_like(b["x"], 1e7)) if np.array_equal(idx, step3) else b
-
-  monkeypatch.setattr(_pipeline, "_gather", poisoned)
-  c = _tiny(objective="nan_on_big_inputs_for_reliability_tests", objective_kwargs={}, nonfinite="skip",
+  poison_batch(monkeypatch, 3)
+  c = _tiny(objective="nan_on_big_inputs_for_tests", objective_kwargs={}, nonfinite="skip",
             log_every_steps=1)
   crashing = ml_collections.ConfigDict(c.to_dict())
-  crashing.callbacks = _crash(step=12)
-  with pytest.raises(_Crash):
+  crashing.callbacks = crash(step=12)
+  with pytest.raises(Crash):
     train_and_evaluate(crashing, str(tmp_path))
   res = train_and_evaluate(c, str(tmp_path))
   assert res["skipped_updates"] == 1

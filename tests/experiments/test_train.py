@@ -7,40 +7,13 @@ import numpy as np
 import pytest
 
 from configs import default
-from experiments import callbacks, registry
+from experiments import registry
 from experiments.train import train_and_evaluate
+from tests.experiments.helpers import Crash, crash, poison_batch, tiny
 
 
 def _tiny(**overrides):
-  c = default.get_config()
-  c.model = "mlp"
-  c.model_kwargs = {"hidden": (32,), "dropout_rate": 0.1}
-  c.batch_size = 32
-  c.num_train_steps = 20
-  c.log_every_steps = 5
-  c.eval_every_steps = 10
-  c.checkpoint_every_steps = 5
-  c.progress_every_seconds = 1e-3
-  c.optimizer.schedule = "cosine"
-  for k, v in overrides.items():
-    c[k] = v
-  return c
-
-
-class _Crash(Exception):
-  pass
-
-
-@registry.register("callback", "crash_at_for_tests")
-class CrashAt(callbacks.Callback):
-
-  def __init__(self, *, step: int):
-    super().__init__(every_steps=1)
-    self.crash_step = step
-
-  def run(self, step):
-    if step == self.crash_step:
-      raise _Crash(f"crash at {step}")
+  return tiny(progress_every_seconds=1e-3, **overrides)
 
 
 def _final_params(workdir):
@@ -53,8 +26,8 @@ def _final_params(workdir):
 
 def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, capsys):
   full = train_and_evaluate(_tiny(), str(tmp_path / "full"))
-  crashed = _tiny(callbacks=({"name": "crash_at_for_tests", "step": 13},))
-  with pytest.raises(_Crash):
+  crashed = _tiny(callbacks=crash(step=13))
+  with pytest.raises(Crash):
     train_and_evaluate(crashed, str(tmp_path / "resumed"))
   resumed = train_and_evaluate(_tiny(), str(tmp_path / "resumed"))
   assert "Resuming from checkpoint at step 10/20" in capsys.readouterr().out
@@ -128,34 +101,11 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path):
     train_and_evaluate(_tiny(), str(blocker / "sub"))
 
 
-@registry.register("objective", "nan_at_step_3_for_tests")
-def _nan_objective(model, batch, *, key):
-  import jax.numpy as jnp
-  from experiments.techniques.common import cross_entropy
-  loss, aux = cross_entropy(model, batch, key=key)
-  bad = jnp.any(batch["x"] > 1e6)
-  return jnp.where(bad, jnp.nan, loss), aux
-
-
-
 def test_nonfinite_fail_names_the_step_and_skip_counts(tmp_path, monkeypatch):
-  import grain
-  from jaxdyn.data import _pipeline, load_dataset
-  orig = _pipeline._gather
-  n = len(load_dataset("mnist1d").train)
-  # The example indices of step 3's batch (the pipeline's element 2), from the same seeded shuffle.
-  step3 = grain.MapDataset.range(n).shuffle(seed=0).repeat(None).batch(32, batch_fn=np.asarray)[2]
-
-  def poisoned(source, idx):
-    b = orig(source, idx)
-    if np.array_equal(idx, step3):
-      b = dict(b, x=np.full_like(b["x"], 1e7))
-    return b
-
-  monkeypatch.setattr(_pipeline, "_gather", poisoned)
+  poison_batch(monkeypatch, 3)
   with pytest.raises(FloatingPointError, match="at step 3"):
-    train_and_evaluate(_tiny(objective="nan_at_step_3_for_tests", objective_kwargs={}), str(tmp_path / "fail"))
-  res = train_and_evaluate(_tiny(objective="nan_at_step_3_for_tests", objective_kwargs={},
+    train_and_evaluate(_tiny(objective="nan_on_big_inputs_for_tests", objective_kwargs={}), str(tmp_path / "fail"))
+  res = train_and_evaluate(_tiny(objective="nan_on_big_inputs_for_tests", objective_kwargs={},
                                   nonfinite="skip"), str(tmp_path / "skip"))
   assert res["skipped_updates"] == 1 and np.isfinite(res["eval_loss"])
   rows = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]

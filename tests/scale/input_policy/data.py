@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 
 import jax
 import numpy as np
-from flax import nnx
 from hypothesis import strategies as st
 
 from tests.scale.input_policy.spec import *  # noqa: F403  (the shared vocabulary)
