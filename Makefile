@@ -6,6 +6,7 @@ WORKDIR ?= runs/default
 CONFIG ?= configs/default.py
 CLAIM ?=
 PYTEST_ARGS ?=
+NOTEBOOKS ?=
 
 .PHONY: run test bench repro notebooks install install-test clean
 
@@ -36,8 +37,10 @@ bench: $(VENV)/.installed
 repro: $(VENV)/.installed
 	$(PY) -m experiments.repro $(if $(CLAIM),--claim=$(CLAIM),) --output=REPRODUCTION.md
 
+# Checks that every colabs/<name>.py and its .ipynb are in sync and stripped, then executes every
+# .ipynb with small settings (or only NOTEBOOKS=colabs/<name>.ipynb ...).
 notebooks: $(VENV)/.installed-test
-	$(PY) -m experiments.notebooks
+	$(PY) -m experiments.notebooks $(NOTEBOOKS)
 
 clean:
 	rm -rf runs .pytest_cache

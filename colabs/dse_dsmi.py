@@ -1,10 +1,14 @@
 # ---
 # jupyter:
+#   accelerator: GPU
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,23 +25,78 @@
 #
 # Part 1: the synthetic manifolds of `configs/dse_synthetic.py` (DSE and binned Shannon entropy against
 # intrinsic dimension and noise). Part 2: DSE / DSMI of an MLP's penultimate features during training on
-# MNIST-1D with true and with random labels (`configs/dse_mnist1d.py`, the `dse` callback).
+# MNIST-1D with true and with random labels (`configs/dse_mnist1d.py`, the `dse` callback of
+# `experiments/techniques/dynamics/__init__.py`).
 
 # %%
+# Setup. In a jaxdyn checkout (`make notebooks`, the tests) this cell does nothing. Elsewhere (Colab) it
+# clones jaxdyn, pip-installs it with the runtime's jax, jaxlib and jax plugins pinned to their
+# installed versions (so its GPU/TPU build is never replaced) and moves into the checkout, so that
+# `configs/` and `experiments/` import.
+import importlib.metadata
+import importlib.util
 import os
+import re
+import subprocess
+import sys
 import tempfile
 
-import jax
+JAXDYN_REPO = "https://github.com/jaxdyn/jaxdyn"  # pyproject.toml: [project.urls] Repository
+ACCELERATOR_PACKAGES = r"jax|jaxlib|jax[-_](cuda|rocm)\d*[-_](plugin|pjrt)|libtpu.*"
+
+if not (importlib.util.find_spec("configs") and importlib.util.find_spec("experiments")):
+  in_colab = "google.colab" in sys.modules
+  checkout = "/content/jaxdyn" if in_colab else os.path.join(tempfile.gettempdir(), "jaxdyn")
+  if not os.path.isdir(checkout):
+    subprocess.run(["git", "clone", "--quiet", "--depth=1", JAXDYN_REPO, checkout], check=True)
+  pins = sorted({f"{d.name}=={d.version}" for d in importlib.metadata.distributions()
+                 if re.fullmatch(ACCELERATOR_PACKAGES, (d.name or "").lower())})
+  constraints = os.path.join(tempfile.gettempdir(), "jaxdyn-constraints.txt")
+  with open(constraints, "w") as f:
+    f.write("".join(p + "\n" for p in pins))
+  print(f"Installing jaxdyn from {checkout}, keeping {', '.join(pins)} ...", flush=True)
+  pip = subprocess.run([sys.executable, "-m", "pip", "install", "-c", constraints, checkout],
+                       capture_output=True, text=True)
+  if pip.returncode:
+    log = "\n".join(l for l in (pip.stdout + pip.stderr).splitlines() if "already satisfied" not in l)
+    raise RuntimeError(
+        f"pip could not install jaxdyn with this runtime's {', '.join(pins)} kept as they are (so "
+        "that its GPU/TPU build stays). If pip names a conflict on jax or jaxlib, this runtime's jax "
+        "is older than jaxdyn needs (pyproject.toml): pick a newer Colab runtime version. pip said:\n"
+        + log)
+  importlib.invalidate_caches()
+  sys.path.insert(0, checkout)
+  os.chdir(checkout)
+
+# %%
+import tempfile
+
 import matplotlib.pyplot as plt
 import ml_collections
 
 from configs import dse_mnist1d, dse_synthetic
-from experiments import dynamics
 from experiments.metrics_io import read_metrics
+from experiments.techniques.dynamics import KEYS
+from experiments.techniques.dynamics.synthetic import synthetic_measurements
 from experiments.train import train_and_evaluate
 
-print("backend:", jax.default_backend())
-SMALL = os.environ.get("JAXDYN_NOTEBOOK_SMALL") == "1"  # set by `make notebooks` and the tests
+# %%
+# Runtime. Small settings on CPU, and when `make notebooks` or the tests run the notebook
+# (JAXDYN_NOTEBOOK_SMALL=1); JAXDYN_NOTEBOOK_SMALL=0 asks for the full settings anyway.
+import os
+import textwrap
+import warnings
+
+import jax
+
+print(f"jax {jax.__version__}, backend: {jax.default_backend()}, devices: {jax.devices()}")
+SMALL = os.environ.get("JAXDYN_NOTEBOOK_SMALL", "1" if jax.default_backend() == "cpu" else "0") == "1"
+if jax.default_backend() == "cpu":
+  CPU_WARNING = (f"No GPU or TPU: jax runs on CPU, with this notebook's {'small' if SMALL else 'full'} "
+                 "settings. In Colab: Runtime > Change runtime type > Hardware accelerator: a GPU "
+                 "(e.g. T4) or a TPU > Save, then Runtime > Run all.")
+  print("\n".join(["!" * 80, *textwrap.wrap("WARNING: " + CPU_WARNING, 80), "!" * 80]))
+  warnings.warn(CPU_WARNING, RuntimeWarning, stacklevel=1)
 
 # %% [markdown]
 # ## 1. Synthetic manifolds: DSE against intrinsic dimension and noise
@@ -46,7 +105,7 @@ SMALL = os.environ.get("JAXDYN_NOTEBOOK_SMALL") == "1"  # set by `make notebooks
 s = ml_collections.ConfigDict(dse_synthetic.get_synthetic_config().synthetic.to_dict())
 if SMALL:
   s.num_points, s.intrinsic_dims, s.noise_stds = 200, (1, 2, 4), (0.0, 0.1, 0.2)
-vals = dynamics.synthetic_measurements(0, s)
+vals = synthetic_measurements(0, s)
 print("d  " + "  ".join(f"DSE s={n:<4g} Shannon s={n:<4g}" for n in s.noise_stds))
 for d in s.intrinsic_dims:
   print(f"{d:<2} " + "  ".join(f"{vals[f'dse_d{d}_noise{n:g}']:>9.3f} {vals[f'shannon_d{d}_noise{n:g}']:>13.3f}"
@@ -74,19 +133,19 @@ for dataset in ("mnist1d", "mnist1d_random_labels"):
   if SMALL:
     config.num_train_steps = 60
     config.eval_every_steps = config.log_every_steps = config.checkpoint_every_steps = 30
-    config.callbacks = [{**config.callbacks[0], "every_steps": 30, "probe_size": 150, "num_repeats": 2}]
+    config.callbacks = ({**config.callbacks[0], "every_steps": 30, "probe_size": 150, "num_repeats": 2},)
   workdir = tempfile.mkdtemp(prefix=f"dse_{dataset}_")
   train_and_evaluate(config, workdir)
   runs[dataset] = [r for r in read_metrics(workdir) if "dse" in r]
 
 # %%
-path = os.path.join(tempfile.mkdtemp(), "dynamics.png")
-dynamics.plot_dynamics(runs, path, title="MLP on MNIST-1D: true vs random train labels (probe: eval data)")
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 for label, rows in runs.items():
-  for ax, k in zip(axes, dynamics.KEYS):
+  for ax, k in zip(axes, KEYS):
     ax.plot([r["step"] for r in rows], [r[k] for r in rows], marker=".", label=label)
 for ax, name in zip(axes, ("DSE(Z)", "DSMI(Z; Y)", "DSMI(Z; X)")):
   ax.set(xlabel="step", ylabel="bits", title=name)
-axes[0].legend(fontsize=8); fig.tight_layout()
+axes[0].legend(fontsize=8)
+fig.suptitle("MLP on MNIST-1D: true vs random train labels (probe: eval data)")
+fig.tight_layout()
 plt.show()

@@ -1,10 +1,14 @@
 # ---
 # jupyter:
+#   accelerator: GPU
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -22,10 +26,48 @@
 # Paper: https://arxiv.org/abs/2402.11025, code: https://github.com/ljb121002/SSVI.
 
 # %%
+# Setup. In a jaxdyn checkout (`make notebooks`, the tests) this cell does nothing. Elsewhere (Colab) it
+# clones jaxdyn, pip-installs it with the runtime's jax, jaxlib and jax plugins pinned to their
+# installed versions (so its GPU/TPU build is never replaced) and moves into the checkout, so that
+# `configs/` and `experiments/` import.
+import importlib.metadata
+import importlib.util
 import os
+import re
+import subprocess
+import sys
 import tempfile
 
-import jax
+JAXDYN_REPO = "https://github.com/jaxdyn/jaxdyn"  # pyproject.toml: [project.urls] Repository
+ACCELERATOR_PACKAGES = r"jax|jaxlib|jax[-_](cuda|rocm)\d*[-_](plugin|pjrt)|libtpu.*"
+
+if not (importlib.util.find_spec("configs") and importlib.util.find_spec("experiments")):
+  in_colab = "google.colab" in sys.modules
+  checkout = "/content/jaxdyn" if in_colab else os.path.join(tempfile.gettempdir(), "jaxdyn")
+  if not os.path.isdir(checkout):
+    subprocess.run(["git", "clone", "--quiet", "--depth=1", JAXDYN_REPO, checkout], check=True)
+  pins = sorted({f"{d.name}=={d.version}" for d in importlib.metadata.distributions()
+                 if re.fullmatch(ACCELERATOR_PACKAGES, (d.name or "").lower())})
+  constraints = os.path.join(tempfile.gettempdir(), "jaxdyn-constraints.txt")
+  with open(constraints, "w") as f:
+    f.write("".join(p + "\n" for p in pins))
+  print(f"Installing jaxdyn from {checkout}, keeping {', '.join(pins)} ...", flush=True)
+  pip = subprocess.run([sys.executable, "-m", "pip", "install", "-c", constraints, checkout],
+                       capture_output=True, text=True)
+  if pip.returncode:
+    log = "\n".join(l for l in (pip.stdout + pip.stderr).splitlines() if "already satisfied" not in l)
+    raise RuntimeError(
+        f"pip could not install jaxdyn with this runtime's {', '.join(pins)} kept as they are (so "
+        "that its GPU/TPU build stays). If pip names a conflict on jax or jaxlib, this runtime's jax "
+        "is older than jaxdyn needs (pyproject.toml): pick a newer Colab runtime version. pip said:\n"
+        + log)
+  importlib.invalidate_caches()
+  sys.path.insert(0, checkout)
+  os.chdir(checkout)
+
+# %%
+import tempfile
+
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,8 +76,25 @@ from configs import ssvi_mnist1d
 from experiments.train import train_and_evaluate
 from jaxdyn.bayes import drop_and_grow, removal_score, rho_from_std
 
-print("backend:", jax.default_backend())
-SMALL = os.environ.get("JAXDYN_NOTEBOOK_SMALL") == "1"  # set by `make notebooks` and the tests
+# %%
+# Runtime. Small settings on CPU, and when `make notebooks` or the tests run the notebook
+# (JAXDYN_NOTEBOOK_SMALL=1); JAXDYN_NOTEBOOK_SMALL=0 asks for the full settings anyway.
+import os
+import textwrap
+import warnings
+
+import jax
+
+print(f"jax {jax.__version__}, backend: {jax.default_backend()}, devices: {jax.devices()}")
+SMALL = os.environ.get("JAXDYN_NOTEBOOK_SMALL", "1" if jax.default_backend() == "cpu" else "0") == "1"
+if jax.default_backend() == "cpu":
+  CPU_WARNING = (f"No GPU or TPU: jax runs on CPU, with this notebook's {'small' if SMALL else 'full'} "
+                 "settings. In Colab: Runtime > Change runtime type > Hardware accelerator: a GPU "
+                 "(e.g. T4) or a TPU > Save, then Runtime > Run all.")
+  print("\n".join(["!" * 80, *textwrap.wrap("WARNING: " + CPU_WARNING, 80), "!" * 80]))
+  warnings.warn(CPU_WARNING, RuntimeWarning, stacklevel=1)
+
+# %%
 EPOCHS = 2 if SMALL else ssvi_mnist1d.EPOCHS
 UPDATE_EVERY = 20 if SMALL else ssvi_mnist1d.UPDATE_EVERY
 DENSITIES = (1.0, 0.1) if SMALL else (1.0, *ssvi_mnist1d.DENSITIES)
@@ -74,7 +133,7 @@ for d in DENSITIES:
   config.model_kwargs.density = d
   transform = ssvi_mnist1d.ssvi_transform()  # the harness passes total_steps = num_train_steps
   transform["update_every"] = UPDATE_EVERY
-  config.transforms = [] if d == 1.0 else [transform]
+  config.transforms = () if d == 1.0 else (transform,)
   results[d] = train_and_evaluate(config, tempfile.mkdtemp(prefix=f"ssvi_d{d:g}_"))
 
 # %%

@@ -111,17 +111,24 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
   return rows
 
 
+def figure(**kwargs):
+  """A matplotlib Figure drawn by the Agg canvas, outside pyplot: writing PNGs never switches the
+  process's backend (a notebook keeps its inline figures) and leaves no figure open."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
+  fig = Figure(**kwargs)
+  FigureCanvasAgg(fig)
+  return fig
+
+
 def plot_learning_curves(rows: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
   """Loss and accuracy against step, train and eval, as one PNG."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  fig = figure(figsize=(10, 3.8))
+  axes = fig.subplots(1, 2)
   for ax, metric in zip(axes, ("loss", "accuracy")):
     for split, style in (("train", "-"), ("eval", "o-")):
-      pts = [(r["step"], r[f"{split}_{metric}"]) for r in rows if f"{split}_{metric}" in r]
+      pts = [(r["step"], r[f"{split}_{metric}"]) for r in rows if r.get(f"{split}_{metric}") is not None]
       if pts:
         s, v = zip(*pts)
         ax.plot(s, v, style, label=split, markersize=3)
@@ -133,7 +140,6 @@ def plot_learning_curves(rows: list[dict[str, Any]], path: str | os.PathLike, *,
     fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 class Progress:

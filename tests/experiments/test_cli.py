@@ -105,3 +105,19 @@ def test_the_wheel_installs_only_the_library(tmp_path):
   (wheel,) = tmp_path.glob("jaxdyn-*.whl")
   tops = {name.split("/", 1)[0] for name in zipfile.ZipFile(wheel).namelist()}
   assert {t for t in tops if not t.endswith(".dist-info")} == {"jaxdyn"}, tops
+
+
+def test_writing_plots_leaves_the_matplotlib_backend_alone(tmp_path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  from experiments import metrics_io  # pylint: disable=g-import-not-at-top
+  from experiments.techniques.dynamics import plot_dynamics  # pylint: disable=g-import-not-at-top
+  before = matplotlib.get_backend()
+  matplotlib.use("svg")  # stands in for a notebook's inline backend
+  try:
+    metrics_io.plot_learning_curves([{"step": 1, "train_loss": 1.0}, {"step": 2, "eval_loss": None}],
+                                    tmp_path / "c.png")
+    plot_dynamics({"a": [{"step": 0, "dse": 1.0, "dsmi_zy": 0.1, "dsmi_zx": 0.2}]}, tmp_path / "d.png")
+    assert matplotlib.get_backend() == "svg"
+  finally:
+    matplotlib.use(before)
+  assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "d.png").stat().st_size > 0

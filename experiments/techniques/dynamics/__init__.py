@@ -187,11 +187,8 @@ class DSECallback(Callback):
 
 def plot_dynamics(runs: dict[str, list[dict[str, Any]]], path, *, title: str = "") -> None:
   """One panel each for DSE(Z), DSMI(Z; Y), DSMI(Z; X) against step; one line per run."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+  fig = metrics_io.figure(figsize=(13, 3.6))
+  axes = fig.subplots(1, 3)
   for label, rows in runs.items():
     steps = [r["step"] for r in rows]
     for ax, k in zip(axes, KEYS):
@@ -203,4 +200,3 @@ def plot_dynamics(runs: dict[str, list[dict[str, Any]]], path, *, title: str = "
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
