@@ -36,7 +36,7 @@ def adamw(learning_rate, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-
                      weight_decay=_validation.check_real("weight_decay", weight_decay, lower=0.0))
 
 
-@register("transform", "clip_by_global_norm")
+@register("transform", "clip_by_global_norm", tiny={"max_norm": 1.0})
 def clip_by_global_norm(tx, *, max_norm: float):
   """Clips the gradient to a global norm before the optimizer (``optax.clip_by_global_norm``)."""
   max_norm = _validation.check_real("max_norm", max_norm, lower=0.0, lower_open=True)
