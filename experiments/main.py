@@ -36,6 +36,8 @@ flags.DEFINE_string("coordinator_address", None,
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 flags.DEFINE_bool("traceback", False, "Print the full traceback of a failure, not only its message.")
+flags.DEFINE_bool("dry_run", False, "Check the config, build the model's shapes and trace the train step; "
+                  "train nothing, write nothing.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 # A named piece and the key holding its keyword arguments.
@@ -98,14 +100,22 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  from experiments import checkpointing  # pylint: disable=g-import-not-at-top  (after flags: faster --help)
+  import jax  # pylint: disable=g-import-not-at-top  (after flags: faster --help)
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from experiments import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments.config_schema import ConfigError  # pylint: disable=g-import-not-at-top
-  from experiments.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from experiments.train import build, train_and_evaluate  # pylint: disable=g-import-not-at-top
 
   try:
     if FLAGS.coordinator_address:
       initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if FLAGS.dry_run:
+      built = build(FLAGS.config, abstract=True)
+      params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(built.state.params))
+      print(f"config OK: model {built.config.model!r} ({params:,} parameters) on {built.config.dataset!r}, "
+            f"objective {built.label!r}, {built.config.num_train_steps} steps; the train step traces")
+    else:
+      train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except ConfigError as e:
     if FLAGS.traceback:
       traceback.print_exc()

@@ -41,11 +41,7 @@ def state_shardings(state, mesh: Mesh, mode: str):
   replicated = NamedSharding(mesh, P())
   if mode == "data":
     return jax.tree.map(lambda _: replicated, state)
-  by_shape = lambda x: NamedSharding(mesh, fsdp_spec(np.shape(x), mesh.size))
-  return state.replace(
-      step=replicated,
-      params=jax.tree.map(by_shape, state.params),
-      rest=jax.tree.map(lambda _: replicated, state.rest),
-      opt_state=jax.tree.map(by_shape, state.opt_state),
-      rng=replicated,
-  )
+  by_shape = lambda x: NamedSharding(mesh, fsdp_spec(tuple(getattr(x, "shape", np.shape(x))), mesh.size))
+  everything = jax.tree.map(lambda _: replicated, state)  # step, rng, counters, BatchNorm statistics
+  return everything.replace(params=jax.tree.map(by_shape, state.params),
+                            opt_state=jax.tree.map(by_shape, state.opt_state))

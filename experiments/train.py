@@ -144,8 +144,14 @@ def _label(config) -> str:
   return config.objective + (f"[{','.join(variants)}]" if variants else "")
 
 
-def build(config: ml_collections.ConfigDict) -> Built:
-  """Validates ``config`` and builds everything the loop needs; raises `ConfigError` naming a key."""
+def build(config: ml_collections.ConfigDict, *, abstract: bool = False) -> Built:
+  """Validates ``config`` and builds everything the loop needs; raises `ConfigError` naming a key.
+
+  With ``abstract=True`` the model and the optimizer state are only shapes (`nnx.eval_shape`), so
+  nothing is initialised or compiled: a dry run that checks the whole config, the capabilities and the
+  traced step in seconds (``python -m experiments.main ... --dry_run``). The returned state is then
+  abstract and the traced steps cannot be run.
+  """
   config_schema.validate(config)
   try:
     dataset = load_dataset(config.dataset, cache_dir=config.cache_dir or None, data_dir=config.data_dir or None)
@@ -154,9 +160,13 @@ def build(config: ml_collections.ConfigDict) -> Built:
 
   # The model, and the capabilities the other pieces need from it.
   model_kwargs = dict(config.model_kwargs)
+
+  def make_model():
+    return registry.get("model", config.model)(tuple(dataset.input_shape), dataset.num_classes,
+                                               nnx.Rngs(params=config.seed), **model_kwargs)
+
   try:
-    model = registry.get("model", config.model)(tuple(dataset.input_shape), dataset.num_classes,
-                                                 nnx.Rngs(params=config.seed), **model_kwargs)
+    model = nnx.eval_shape(make_model) if abstract else make_model()
   except (TypeError, ValueError) as e:
     if str(e).startswith("input_shape:"):
       raise ConfigError(f"config.model: {config.model!r} does not fit dataset {config.dataset!r}: "
@@ -203,7 +213,7 @@ def build(config: ml_collections.ConfigDict) -> Built:
 
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   try:
-    opt_state = tx.init(params)
+    opt_state = jax.eval_shape(tx.init, params) if abstract else tx.init(params)
   except (TypeError, ValueError) as e:
     raise _piece_error(config, e) from None
   state = TrainState(step=jnp.int32(0), params=params, rest=rest, opt_state=opt_state,
@@ -217,7 +227,8 @@ def build(config: ml_collections.ConfigDict) -> Built:
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
 
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), state)
+  abstract_state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if hasattr(a, "dtype") else
+                                jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), state)
   record = dataset.train[0]
   x_dtype, y_dtype = np.asarray(record["x"]).dtype, np.asarray(record["y"]).dtype
   batch = {"x": jax.ShapeDtypeStruct((config.batch_size, *dataset.input_shape), x_dtype),
@@ -226,7 +237,7 @@ def build(config: ml_collections.ConfigDict) -> Built:
   jitted = jax.jit(step_fn, in_shardings=(state_shardings, data_sharding),
                    out_shardings=(state_shardings, replicated), donate_argnums=0)
   try:
-    traced = jitted.trace(abstract, batch)
+    traced = jitted.trace(abstract_state, batch)
   except (TypeError, ValueError) as e:
     raise _piece_error(config, e) from None
   eval_batch = {"x": jax.ShapeDtypeStruct((config.eval_batch_size, *dataset.input_shape), x_dtype),
@@ -234,7 +245,7 @@ def build(config: ml_collections.ConfigDict) -> Built:
                 "mask": jax.ShapeDtypeStruct((config.eval_batch_size,), jnp.float32)}
   eval_traced = jax.jit(make_eval_step(graphdef), in_shardings=(state_shardings.params, state_shardings.rest,
                                                                 data_sharding),
-                        out_shardings=replicated).trace(abstract.params, abstract.rest, eval_batch)
+                        out_shardings=replicated).trace(abstract_state.params, abstract_state.rest, eval_batch)
   return Built(resolved_config, {"config": resolved_config.to_dict(), "derived": derived}, run_values, dataset,
                graphdef, state, tx, optim.schedule(config), callbacks, mesh, state_shardings, data_sharding,
                traced, eval_traced, _label(config))

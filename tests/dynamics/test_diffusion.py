@@ -168,7 +168,7 @@ def test_invalid_points_and_options():
     diffusion_spectral_entropy(np.zeros((12, 2)), method="slq")
   with pytest.raises(ValueError, match=r"sigma"):
     diffusion_kernel(np.zeros((3, 2)), sigma=0.0)
-  with pytest.raises(ValueError, match=r"eigenvalues: must have 1 dimensions"):
+  with pytest.raises(ValueError, match=r"eigenvalues: must have 1 dimension, got shape"):
     spectral_entropy(np.zeros((2, 2)))
 
 

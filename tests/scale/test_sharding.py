@@ -45,11 +45,16 @@ def _run(tmp_path, devices, mode):
 
 @pytest.mark.slow
 def test_one_device_equals_eight_devices_data_parallel_and_fsdp(tmp_path):
+  # 8 devices sum the gradient in another order than 1: float32 rounding differs in the last bits, and
+  # training amplifies it step by step (measured: < 1e-6 up to step 10, ~1e-4 by step 30, depending on
+  # the CPU's vector units). A real sharding bug (a sum instead of a mean, a replicated batch) is off
+  # by orders of magnitude from the first step.
   base, base_eval = _run(tmp_path, 1, "data")
   for mode in ("data", "fsdp"):
     losses, ev = _run(tmp_path, 8, mode)
-    np.testing.assert_allclose(losses, base, rtol=0, atol=1e-5, err_msg=mode)
-    np.testing.assert_allclose(ev, base_eval, rtol=0, atol=1e-5, err_msg=mode)
+    np.testing.assert_allclose(losses[:10], base[:10], rtol=0, atol=1e-5, err_msg=mode)
+    np.testing.assert_allclose(losses, base, rtol=1e-3, atol=0, err_msg=mode)
+    np.testing.assert_allclose(ev, base_eval, rtol=1e-3, atol=0, err_msg=mode)
 
 
 def test_fsdp_spec_splits_the_largest_divisible_axis():

@@ -197,7 +197,8 @@ _LAYERS = {}
 def _cached(name, build):
   """One module per name; each call gets a fresh copy (nnx.merge), so no call changes the next."""
   if name not in _LAYERS:
-    _LAYERS[name] = nnx.split(build())
+    with jax.ensure_compile_time_eval():  # concrete even when first asked for inside a jit trace
+      _LAYERS[name] = nnx.split(build())
   return nnx.merge(*_LAYERS[name], copy=True)
 
 
@@ -208,8 +209,7 @@ def _jitted(name, build, call):
   """``x -> call(module, x)`` jitted once per name (one compile per session): the module is built
   eagerly, outside the trace, and merged fresh inside it."""
   if name not in _JITTED:
-    if name not in _LAYERS:
-      _LAYERS[name] = nnx.split(build())
+    _cached(name, build)
     graphdef, state = _LAYERS[name]
     _JITTED[name] = (jax.jit(lambda state, x: call(nnx.merge(graphdef, state, copy=True), x)), state)
   f, state = _JITTED[name]
