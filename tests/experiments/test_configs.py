@@ -18,14 +18,19 @@ def shrink(config):
   """The config's own model, objective and optimizer; a handful of steps and small batches.
 
   Deep models keep their block type but get one block in each of two stages (ResNets) or one
-  transformer block (ViT): XLA:CPU takes minutes to compile a full ResNet-50 step, and depth adds no
-  code path (tests/models covers the full architectures).
+  transformer block (ViT), and fixed-depth models (the spiking and Bayesian ResNet-18s) a width of 2
+  and 2 time steps: XLA:CPU takes minutes to compile a full ResNet step, and width and depth add no
+  code path (tests/models, tests/snn and tests/bayes cover the full architectures).
   """
   if config.model in ("resnet18", "resnet50"):
     config.model_kwargs.stage_sizes = (1, 1)
     config.model_kwargs.width = 8
   elif config.model == "vit":
     config.model_kwargs.depth = 1
+  elif "width" in config.model_kwargs:
+    config.model_kwargs.width = 2
+  if "num_steps" in config.model_kwargs:
+    config.model_kwargs.num_steps = 2
   config.num_train_steps = 3
   if config.optimizer.schedule == "piecewise":  # the boundaries of the full run, squeezed into 3 steps
     config.optimizer.boundaries = tuple(range(1, 1 + len(config.optimizer.boundaries)))

@@ -19,7 +19,7 @@ from experiments import checkpointing
 from experiments.train import train_and_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-STEPS = 240
+STEPS = 120
 
 
 def _final_state(workdir):

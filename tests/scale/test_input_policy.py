@@ -14,6 +14,7 @@ The declarations live in ``tests/scale/input_policy/<family>.py`` (see its ``spe
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -31,7 +32,8 @@ import jaxdyn
 from tests.scale.input_policy import spec as spec_lib
 from tests.scale.input_policy.spec import RAISES, float_leaves, names_argument
 
-EXAMPLES = 8
+EXAMPLES = 8  # bad-argument cases
+CLAUSE_EXAMPLES = 4  # clause checks: each compiles and runs the function, so fewer draws per input
 MIN_EXAMPLES = 3  # per case, asserted; small finite strategies may not reach EXAMPLES distinct values
 POLICY = "tests.scale.input_policy"
 FAMILY_MODULES = {f: importlib.import_module(f"{POLICY}.{f}") for f in jaxdyn.FAMILIES
@@ -41,8 +43,8 @@ SPECS = [s for m in FAMILY_MODULES.values() for s in m.SPECS]
 EXEMPT = {k: v for m in FAMILY_MODULES.values() for k, v in m.EXEMPT.items()}
 
 
-def _settings(fn):
-  return settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+def _settings(fn, examples=CLAUSE_EXAMPLES):
+  return settings(max_examples=examples, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])(fn)
 
 
@@ -69,7 +71,7 @@ def _module_state(out):
 def test_invalid_argument_is_named(c):
   generated = {"n": 0}
 
-  @_settings
+  @functools.partial(_settings, examples=EXAMPLES)
   @given(c.strategy)
   def run(value):
     generated["n"] += 1
