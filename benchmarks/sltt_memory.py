@@ -10,7 +10,7 @@ linearly; at T = 6 SLTT needs <= 30% of BPTT's memory (c; the paper reports > 70
 and less time (d < 1). SLTT's memory is one step's activations plus parameter-sized gradient
 accumulators, so c falls as activations outweigh parameters: the small default sizes (for a quick
 ``make bench``) leave c above 0.3, while ``--width 16 --size 32 --batch 32`` is closer to the paper's
-activation-dominated regime. On CPU the convolutions use `jaxdyn.snn.conv2d`'s loop-friendly gradient.
+activation-dominated regime. The convolutions are `jaxdyn.models.conv2d` (lowered per backend and shape).
 
 Run: .venv/bin/python benchmarks/sltt_memory.py [--model resnet18] [--width 16] [--size 32]
 (the last line is machine-readable).

@@ -19,6 +19,7 @@ from jax.typing import ArrayLike
 from jaxdyn import _validation
 from jaxdyn.bayes import _flops
 from jaxdyn.bayes._kl import kl_terms
+from jaxdyn.models import conv2d
 
 __all__ = [
     "GaussianConv",
@@ -319,6 +320,9 @@ class GaussianConv(_GaussianKernel):
                       mu_init_std=mu_init_std, sigma_init=sigma_init, rngs=rngs)
 
   def _conv(self, x, w):
+    if w.ndim == 4 and (isinstance(self.padding, str) or min(min(p) for p in self.padding) >= 0):
+      # 2-D: jaxdyn.models' convolution, lowered per backend and shape (fast small maps on XLA:CPU).
+      return conv2d(x, w, strides=self.strides, padding=self.padding)
     return jax.lax.conv_general_dilated(x, w, self.strides, self.padding,
                                         dimension_numbers=_DIMENSION_NUMBERS[w.ndim - 2])
 

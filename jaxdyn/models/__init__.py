@@ -2,11 +2,13 @@
 
 Each model maps inputs to logits and, on request, penultimate features (`Model`); the classifiers here
 also split at their head (`HeadSplit`). ``model.train()`` / ``model.eval()`` switch dropout and
-BatchNorm as NNX's own modules do (`is_training`).
+BatchNorm as NNX's own modules do (`is_training`). `conv2d` / `Conv2d` is the convolution every model
+here uses, lowered per backend and shape (`conv_lowering`).
 """
 
 from jaxdyn.models._base import Classifier, HeadSplit, Model, is_training
 from jaxdyn.models._cnn import CNN
+from jaxdyn.models._conv import LOWERINGS, Conv2d, conv2d, conv_lowering
 from jaxdyn.models._mlp import MLP
 from jaxdyn.models._resnet import ResNet, ResNet18, ResNet50
 from jaxdyn.models._vit import ViT
@@ -14,12 +16,16 @@ from jaxdyn.models._vit import ViT
 __all__ = [
     "CNN",
     "Classifier",
+    "Conv2d",
     "HeadSplit",
+    "LOWERINGS",
     "MLP",
     "Model",
     "ResNet",
     "ResNet18",
     "ResNet50",
     "ViT",
+    "conv2d",
+    "conv_lowering",
     "is_training",
 ]

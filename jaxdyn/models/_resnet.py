@@ -10,6 +10,7 @@ from flax import nnx
 
 from jaxdyn import _validation
 from jaxdyn.models._base import Classifier, check_input_shape, is_training
+from jaxdyn.models._conv import Conv2d
 
 
 class _BasicBlock(nnx.Module):
@@ -17,9 +18,9 @@ class _BasicBlock(nnx.Module):
 
   def __init__(self, cin: int, width: int, stride: int, *, rngs: nnx.Rngs):
     cout = width * self.expansion
-    self.conv1 = nnx.Conv(cin, width, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+    self.conv1 = Conv2d(cin, width, (3, 3), strides=stride, use_bias=False, rngs=rngs)
     self.bn1 = nnx.BatchNorm(width, rngs=rngs)
-    self.conv2 = nnx.Conv(width, cout, (3, 3), use_bias=False, rngs=rngs)
+    self.conv2 = Conv2d(width, cout, (3, 3), use_bias=False, rngs=rngs)
     self.bn2 = nnx.BatchNorm(cout, scale_init=nnx.initializers.zeros, rngs=rngs)
     self.shortcut = _projection(cin, cout, stride, rngs) if (stride != 1 or cin != cout) else None
 
@@ -36,11 +37,11 @@ class _Bottleneck(nnx.Module):
 
   def __init__(self, cin: int, width: int, stride: int, *, rngs: nnx.Rngs):
     cout = width * self.expansion
-    self.conv1 = nnx.Conv(cin, width, (1, 1), use_bias=False, rngs=rngs)
+    self.conv1 = Conv2d(cin, width, (1, 1), use_bias=False, rngs=rngs)
     self.bn1 = nnx.BatchNorm(width, rngs=rngs)
-    self.conv2 = nnx.Conv(width, width, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+    self.conv2 = Conv2d(width, width, (3, 3), strides=stride, use_bias=False, rngs=rngs)
     self.bn2 = nnx.BatchNorm(width, rngs=rngs)
-    self.conv3 = nnx.Conv(width, cout, (1, 1), use_bias=False, rngs=rngs)
+    self.conv3 = Conv2d(width, cout, (1, 1), use_bias=False, rngs=rngs)
     self.bn3 = nnx.BatchNorm(cout, scale_init=nnx.initializers.zeros, rngs=rngs)
     self.shortcut = _projection(cin, cout, stride, rngs) if (stride != 1 or cin != cout) else None
 
@@ -55,7 +56,7 @@ class _Bottleneck(nnx.Module):
 
 def _projection(cin, cout, stride, rngs):
   return nnx.List([
-      nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs),
+      Conv2d(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs),
       nnx.BatchNorm(cout, rngs=rngs),
   ])
 
@@ -94,7 +95,7 @@ class ResNet(Classifier):
     blocks = {"basic": _BasicBlock, "bottleneck": _Bottleneck}
     cls = blocks[_validation.check_choice("block", block, sorted(blocks))]
     self.in_channels = in_channels
-    self.stem = nnx.Conv(in_channels, width, (3, 3), use_bias=False, rngs=rngs)
+    self.stem = Conv2d(in_channels, width, (3, 3), use_bias=False, rngs=rngs)
     self.stem_bn = nnx.BatchNorm(width, rngs=rngs)
     layers = []
     cin = width

@@ -8,6 +8,7 @@ from flax import nnx
 
 from jaxdyn import _validation
 from jaxdyn.models._base import Classifier, check_input_shape
+from jaxdyn.models._conv import Conv2d
 
 
 class _Block(nnx.Module):
@@ -68,7 +69,7 @@ class ViT(Classifier):
     if dim % num_heads:
       raise ValueError(f"num_heads: must divide dim={dim}, got {num_heads}")
     p = patch_size
-    self.patch = nnx.Conv(in_channels, dim, (p, p), strides=p, padding="VALID", rngs=rngs)
+    self.patch = Conv2d(in_channels, dim, (p, p), strides=p, padding="VALID", rngs=rngs)
     n = (image_size // p) ** 2
     self.cls = nnx.Param(jnp.zeros((1, 1, dim)))
     self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, n + 1, dim)))

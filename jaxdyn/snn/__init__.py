@@ -11,14 +11,15 @@ Networks" (SLTT), ICCV 2023, https://arxiv.org/abs/2302.14311; code https://gith
 - `through_time_loss`: BPTT / SLTT / SLTT-K training of any per-step function; `sltt_step_loss` the
   authors' per-step loss; `sample_steps` SLTT-K's K steps.
 - `SpikingMLP`, `SpikingVGG11`, `SpikingPreActResNet18` (Flax NNX), `step_function`, `spiking_loss`;
-  `conv2d` / `Conv2d`: a convolution whose gradient stays fast inside time loops on XLA:CPU.
+  `conv2d` / `Conv2d`: `jaxdyn.models`' convolution (lowered per backend and shape, with gradients
+  that stay fast inside time loops on XLA:CPU), re-exported.
 """
 
+from jaxdyn.models import Conv2d
+from jaxdyn.models import conv2d
 from jaxdyn.snn._base import SpikingClassifier
 from jaxdyn.snn._base import spiking_loss
 from jaxdyn.snn._base import step_function
-from jaxdyn.snn._conv import Conv2d
-from jaxdyn.snn._conv import conv2d
 from jaxdyn.snn._dropout import fixed_dropout_masks
 from jaxdyn.snn._encoding import ENCODERS
 from jaxdyn.snn._encoding import direct_encode

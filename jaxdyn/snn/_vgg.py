@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdyn.snn._base import SpikingImageClassifier
-from jaxdyn.snn._conv import Conv2d
+from jaxdyn.models import Conv2d
 
 __all__ = ["SpikingVGG11"]
 

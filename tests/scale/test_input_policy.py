@@ -237,8 +237,12 @@ def _public_callables():
   for fam in jaxdyn.FAMILIES:
     mod = importlib.import_module(f"jaxdyn.{fam}")
     for name in mod.__all__:
-      if callable(getattr(mod, name)):
-        yield f"jaxdyn.{fam}.{name}", getattr(mod, name)
+      obj = getattr(mod, name)
+      home = getattr(obj, "__module__", "") or ""
+      if home.startswith("jaxdyn.") and home.split(".")[1] in jaxdyn.FAMILIES and home.split(".")[1] != fam:
+        continue  # a re-export (jaxdyn.snn.conv2d is jaxdyn.models.conv2d): its home family's specs cover it
+      if callable(obj):
+        yield f"jaxdyn.{fam}.{name}", obj
 
 
 def _is_key_param(name):

@@ -91,7 +91,8 @@ _BAYES_MLP = {}
 
 def _bayes_mlp():
   if "m" not in _BAYES_MLP:
-    _BAYES_MLP["m"] = fn(f"{BAY}.BayesMLP")(4, C, hidden=(8,), density=0.5, rngs=nnx.Rngs(0))
+    with jax.ensure_compile_time_eval():  # concrete even when first asked for inside a jit trace
+      _BAYES_MLP["m"] = fn(f"{BAY}.BayesMLP")(4, C, hidden=(8,), density=0.5, rngs=nnx.Rngs(0))
   return _BAYES_MLP["m"]
 
 

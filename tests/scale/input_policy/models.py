@@ -40,6 +40,25 @@ case(f"{MOD}.ViT", "x", st.integers(2, 12).filter(lambda n: n != 8))(lambda n: f
     3, C, image_size=8, dim=8, depth=1, num_heads=2, rngs=nnx.Rngs(0))(np.ones((B, n, n, 3), np.float32)))
 
 
+case(f"{MOD}.conv2d", "strides", bad_count)(
+    lambda v: fn(f"{MOD}.conv2d")(np.ones((1, 4, 4, 2), np.float32), np.ones((3, 3, 2, 2), np.float32), strides=v))
+case(f"{MOD}.conv2d", "kernel", wrong_feature)(
+    lambda n: fn(f"{MOD}.conv2d")(np.ones((1, 4, 4, 4), np.float32), np.ones((3, 3, n, 2), np.float32)))
+case(f"{MOD}.conv2d", "lowering", bad_name)(
+    lambda v: fn(f"{MOD}.conv2d")(np.ones((1, 4, 4, 2), np.float32), np.ones((3, 3, 2, 2), np.float32), lowering=v))
+case(f"{MOD}.Conv2d", "out_features", bad_count)(lambda v: fn(f"{MOD}.Conv2d")(2, v, (3, 3), rngs=nnx.Rngs(0)))
+case(f"{MOD}.Conv2d", "strides", bad_count)(
+    lambda v: fn(f"{MOD}.Conv2d")(2, 2, (3, 3), strides=v, rngs=nnx.Rngs(0)))
+case(f"{MOD}.Conv2d", "kernel_size", st.one_of(st.tuples(nonpositive_int, st.just(3)), st.just((3,)),
+                                               st.just((3, 3, 3)), st.integers(1, 3), st.just((3, 2.5))))(
+    lambda v: fn(f"{MOD}.Conv2d")(2, 2, v, rngs=nnx.Rngs(0)))
+case(f"{MOD}.Conv2d", "in_features", bad_count)(lambda v: fn(f"{MOD}.Conv2d")(v, 2, (3, 3), rngs=nnx.Rngs(0)))
+case(f"{MOD}.Conv2d", "dilation", bad_count)(
+    lambda v: fn(f"{MOD}.Conv2d")(2, 2, (3, 3), dilation=v, rngs=nnx.Rngs(0)))
+case(f"{MOD}.conv_lowering", "backend", st.one_of(st.integers(), st.none().map(lambda _: 1.5)))(
+    lambda v: fn(f"{MOD}.conv_lowering")((1, 4, 4, 2), (3, 3, 2, 2), backend=v))
+
+
 # --- clause specs: construct at a small size, then one forward pass ---------------------------------
 IMAGES = np.asarray(jax.random.uniform(jax.random.key(2), (B, 8, 8, 3)))
 
@@ -70,6 +89,25 @@ SPECS += [
          empty=_EMPTY, numbers=("dim", "dropout_rate"),
          not_applicable={n: _SIZES for n in ("in_channels", "num_classes", "image_size", "patch_size", "depth",
                                              "num_heads", "mlp_ratio")}),
+]
+SPECS += [
+    Spec(f"{MOD}.conv2d", dict(x=np.ones((2, 5, 5, 2), np.float32), kernel=np.full((3, 3, 2, 4), 0.1, np.float32),
+                               strides=2, dilation=1),
+         floats=("x", "kernel"), jit=True, batch=("x",), empty=lambda out: np.shape(out) == (0, 3, 3, 4),
+         numbers=("strides", "dilation"),
+         not_applicable={"padding": "a string or explicit pairs, checked by the conv tests",
+                         "lowering": "a name, checked by a Case"}),
+    Spec(f"{MOD}.Conv2d", dict(in_features=2, out_features=4, kernel_size=(3, 3), strides=2, dilation=1),
+         call=lambda **kw: fn(f"{MOD}.Conv2d")(**kw, rngs=nnx.Rngs(0)),
+         numbers=("in_features", "out_features", "strides", "dilation"),
+         not_applicable={"kernel_init": "an initialiser; its result is the user's choice",
+                         "padding": "a string or explicit pairs, checked by the conv tests",
+                         "use_bias": "a flag", "lowering": "a name, checked by a Case"}),
+    Spec(f"{MOD}.conv_lowering", dict(x_shape=(2, 5, 5, 2), kernel_shape=(3, 3, 2, 4), strides=2, dilation=1),
+         numbers=("strides", "dilation"),
+         not_applicable={"x_shape": "a shape tuple, read as given", "kernel_shape": "a shape tuple, read as given",
+                         "padding": "a string or explicit pairs, checked by the conv tests",
+                         "backend": "a platform name, checked by a Case"}),
 ]
 for _name in ("ResNet18", "ResNet50"):
   SPECS.append(Spec(f"{MOD}.{_name}", dict(x=IMAGES, width=2),

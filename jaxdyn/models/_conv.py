@@ -1,0 +1,401 @@
+"""A 2-D convolution whose lowering is chosen per backend and per shape.
+
+XLA:CPU's convolution is fast on large feature maps and slow on small ones, and JAX's autodiff forms
+of its gradients are slow inside `jax.lax.scan` (a spiking network's time loop). `conv2d` computes
+
+  y[b, h, w, o] = sum_{i, j, c} x_pad[b, s_h h + d_h i, s_w w + d_w j, c] K[i, j, c, o]
+
+(NHWC input, HWIO kernel, strides s, kernel dilation d, padding "SAME", "VALID" or explicit pairs) with
+one of three lowerings, all equal in values and gradients to `jax.lax.conv_general_dilated`:
+
+- ``"xla"``: `jax.lax.conv_general_dilated`, differentiated by JAX.
+- ``"xla_canonical"``: the same forward; a `jax.custom_vjp` writes both gradients as canonical NHWC/HWIO
+  forward convolutions. The input gradient convolves the output cotangent g (lhs-dilated by s) with
+  the flipped, transposed kernel (rhs-dilated by d); the kernel gradient
+    dK[i, j, c, o] = sum_{b, h, w} x_pad[b, s_h h + d_h i, s_w w + d_w j, c] g[b, h, w, o]
+  convolves the input transposed to (C_in, H, W, B) with g transposed to (H', W', B, C_out) as the
+  kernel (window stride d, rhs dilation s), behind optimization barriers so that XLA does not fold the
+  transposes back. XLA:CPU rewrites JAX's gradient convolutions to this form at the top level of a
+  program but not inside while-loop bodies, where the kernel gradient was ~50x slower (jax 0.10.2,
+  16x32x32x32 input, 3x3x32x32 kernel, 6 scan steps).
+- ``"im2col"``: the kh * kw shifted, strided windows of the padded input concatenated on the channel
+  axis (B, H', W', kh kw C_in), then one matmul with the kernel reshaped to (kh kw C_in, C_out); a
+  `jax.custom_vjp` gives dK = windows^T g and dx = the windows' transpose (pads and adds) of g K^T.
+  The window matrix is rebuilt in the backward pass, so the saved residual is x, not a kh kw times
+  larger copy; and it is built and consumed in batch chunks of about 8 MiB (`jax.lax.map` / `scan`)
+  so that it stays in cache: XLA:CPU writes a whole-batch window matrix at about 1 GB/s. Its
+  gradients are matmuls, also fast inside loops. A 1x1 kernel is a dense layer over the channels.
+
+`conv_lowering` picks from this table, measured with ``benchmarks/conv_speed.py`` on this project's
+CPU machines (AMD EPYC, 2 cores, jax 0.10.2, float32; float32 sgemm 2048^3 about 120 GFLOP/s).
+Forward + backward of one layer in ms; the spiking VGG-11 layers per time step inside a two-step scan
+(its time loop), the ResNet-18 layers at the top level; 3x3 kernels, SAME padding:
+
+  ==================  =====  ======  =============  ======
+  layer               batch  xla     xla_canonical  im2col
+  ==================  =====  ======  =============  ======
+  2x2, 512 -> 512     32     231.7   208.0          6.2
+  4x4, 512 -> 512     32     1255.4  33.7           20.4
+  8x8, 256 -> 256     32     1864.8  41.5           30.1
+  16x16, 64 -> 128    32     902.3   23.3           12.3
+  32x32, 64 -> 64     128    3093.8  2955.9         291.4
+  16x16, 128 -> 128   128    593.4   931.1          335.0
+  8x8, 256 -> 256     128    268.3   399.4          178.5
+  4x4, 512 -> 512     128    277.1   274.1          195.7
+  ==================  =====  ======  =============  ======
+
+im2col was the fastest at every shape of both networks (1x1 stride-2 shortcuts included), so on CPU
+the policy is ``"im2col"`` unless one example's window matrix exceeds 64 MiB (large images, e.g.
+224x224x64 inputs, unmeasured here, where even a one-example chunk leaves the cache); then
+``"xla_canonical"``, which is also right inside loops. On GPU and TPU the policy keeps XLA's
+convolution (``"xla"``): cuDNN and the TPU compiler handle the autodiff forms and small maps well, and
+no measurement there says otherwise (none was possible here: no accelerator was lent).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdyn import _validation
+
+__all__ = ["LOWERINGS", "Conv2d", "conv2d", "conv_lowering"]
+
+LOWERINGS = ("xla", "xla_canonical", "im2col")
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Argument handling.
+
+
+def _pair(name: str, value, lower: int) -> tuple[int, int]:
+  if isinstance(value, (tuple, list)):
+    if len(value) != 2:
+      raise ValueError(f"{name}: must be an int >= {lower} or a pair of them, got {value!r}")
+    return tuple(_validation.check_int(name, v, lower=lower) for v in value)
+  v = _validation.check_int(name, value, lower=lower)
+  return v, v
+
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
+  out = -(-size // s)
+  total = max((out - 1) * s + k - size, 0)
+  return total // 2, total - total // 2
+
+
+def _resolve_padding(padding, spatial: Sequence[int], eff_kernel: Sequence[int], strides) -> Pads:
+  if isinstance(padding, str):
+    mode = _validation.check_choice("padding", padding.upper(), ("SAME", "VALID"))
+    if mode == "VALID":
+      return (0, 0), (0, 0)
+    return tuple(_same_pads(n, k, s) for n, k, s in zip(spatial, eff_kernel, strides))
+  try:
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  except (TypeError, ValueError):
+    pads = None
+  if pads is None or len(pads) != 2 or any(p < 0 for pair in pads for p in pair):
+    raise ValueError(f"padding: must be 'SAME', 'VALID' or ((top, bottom), (left, right)) of ints >= 0, "
+                     f"got {padding!r}")
+  return pads
+
+
+def _out_size(n: int, pads: tuple[int, int], k_eff: int, s: int) -> int:
+  return (n + pads[0] + pads[1] - k_eff) // s + 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The lowerings.
+
+
+def _lax_conv(x, kernel, strides, pads, dilation):
+  return jax.lax.conv_general_dilated(x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _canonical_conv(x, kernel, strides, pads, dilation):
+  return _lax_conv(x, kernel, strides, pads, dilation)
+
+
+def _canonical_fwd(x, kernel, strides, pads, dilation):
+  return _lax_conv(x, kernel, strides, pads, dilation), (x, kernel)
+
+
+def _canonical_bwd(strides, pads, dilation, res, g):
+  x, kernel = res
+  ksize, out = kernel.shape[:2], g.shape[1:3]
+  # Input gradient: the transposed convolution as a canonical one.
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  back = []
+  for n, k, (p0, _), o, s, d in zip(x.shape[1:3], ksize, pads, out, strides, dilation):
+    before = d * (k - 1) - p0
+    back.append((before, n + d * (k - 1) - ((o - 1) * s + 1) - before))
+  dx = jax.lax.conv_general_dilated(g, flipped, (1, 1), back, lhs_dilation=strides, rhs_dilation=dilation,
+                                    dimension_numbers=_DN)
+  # Kernel gradient: the transposed input (channels as batch) convolved with the transposed cotangent
+  # as its kernel; the barriers stop XLA from folding the transposes back into the slow form.
+  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  xp = xp[:, :(out[0] - 1) * strides[0] + dilation[0] * (ksize[0] - 1) + 1,
+          :(out[1] - 1) * strides[1] + dilation[1] * (ksize[1] - 1) + 1]
+  xt = jax.lax.optimization_barrier(xp.transpose(3, 1, 2, 0))  # (C_in, H_pad, W_pad, B)
+  gt = jax.lax.optimization_barrier(g.transpose(1, 2, 0, 3))  # (H_out, W_out, B, C_out)
+  dk = jax.lax.conv_general_dilated(xt, gt, dilation, "VALID", rhs_dilation=strides,
+                                    dimension_numbers=_DN).transpose(1, 2, 0, 3)
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_canonical_conv.defvjp(_canonical_fwd, _canonical_bwd)
+
+
+def _windows(x, ksize, strides, pads, dilation):
+  """(B, H', W', kh * kw * C_in): the shifted, strided windows in (i, j, c) order (the HWIO reshape's)."""
+  b, h, w, c = x.shape
+  if any(p for pair in pads for p in pair):
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  ho, wo = (_out_size(n, p, d * (k - 1) + 1, s) for n, p, k, s, d in zip((h, w), pads, ksize, strides, dilation))
+  cols = [
+      jax.lax.slice(x, (0, i * dilation[0], j * dilation[1], 0),
+                    (b, i * dilation[0] + (ho - 1) * strides[0] + 1, j * dilation[1] + (wo - 1) * strides[1] + 1, c),
+                    (1, *strides, 1))
+      for i in range(ksize[0]) for j in range(ksize[1])
+  ]
+  return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+# The window matrix is built and consumed in batch chunks of about this many bytes, so that it stays in
+# cache: XLA:CPU writes a whole-batch window matrix at ~1 GB/s (a ResNet-18 3x3 64 -> 64 layer on
+# 128x32x32 maps: 594 ms forward + backward whole-batch, 322 ms in chunks of 4 images).
+_CHUNK_BYTES = 8 << 20
+
+
+def _batch_chunk(batch: int, window_bytes_per_example: int) -> int:
+  """The largest divisor of ``batch`` whose window matrix fits `_CHUNK_BYTES` (the whole batch if it does)."""
+  if batch * window_bytes_per_example <= 2 * _CHUNK_BYTES:
+    return max(batch, 1)
+  best = 1
+  for c in range(1, batch + 1):
+    if batch % c == 0 and c * window_bytes_per_example <= _CHUNK_BYTES:
+      best = c
+  return best
+
+
+def _chunked(fn, chunk, *arrays):
+  """``fn`` over batch chunks of ``arrays`` (one call when the chunk is the batch)."""
+  batch = arrays[0].shape[0]
+  if chunk >= batch:
+    return fn(*arrays)
+  split = tuple(a.reshape(batch // chunk, chunk, *a.shape[1:]) for a in arrays)
+  out = jax.lax.map(lambda xs: fn(*xs), split)
+  return out.reshape(batch, *out.shape[2:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _im2col_conv(x, kernel, strides, pads, dilation):
+  return _im2col_fwd(x, kernel, strides, pads, dilation)[0]
+
+
+def _im2col_plan(x, kernel, strides, pads, dilation):
+  kh, kw, cin, cout = kernel.shape
+  out = jax.eval_shape(lambda x: _windows(x[:1], (kh, kw), strides, pads, dilation), x).shape
+  chunk = _batch_chunk(x.shape[0], out[1] * out[2] * out[3] * x.dtype.itemsize)
+  return (kh, kw), kernel.reshape(kh * kw * cin, cout), chunk
+
+
+def _im2col_fwd(x, kernel, strides, pads, dilation):
+  ksize, kmat, chunk = _im2col_plan(x, kernel, strides, pads, dilation)
+  y = _chunked(lambda xc: jnp.dot(_windows(xc, ksize, strides, pads, dilation), kmat,
+                                  preferred_element_type=x.dtype), chunk, x)
+  return y, (x, kernel)  # the window matrix is rebuilt in the backward pass: the residual is x
+
+
+def _im2col_bwd(strides, pads, dilation, res, g):
+  x, kernel = res
+  ksize, kmat, chunk = _im2col_plan(x, kernel, strides, pads, dilation)
+
+  def grads(xc, gc):
+    cols, transpose = jax.vjp(lambda xc: _windows(xc, ksize, strides, pads, dilation), xc)
+    dk = jnp.einsum("bhwk,bhwo->ko", cols, gc, preferred_element_type=kernel.dtype)
+    return transpose(jnp.dot(gc, kmat.T, preferred_element_type=x.dtype))[0], dk
+
+  batch = x.shape[0]
+  if chunk >= batch:
+    dx, dk = grads(x, g)
+  else:
+    def body(dk, xg):
+      dxc, dkc = grads(*xg)
+      return dk + dkc, dxc
+
+    split = tuple(a.reshape(batch // chunk, chunk, *a.shape[1:]) for a in (x, g))
+    dk, dx = jax.lax.scan(body, jnp.zeros(kmat.shape, kernel.dtype), split)
+    dx = dx.reshape(x.shape)
+  return dx.astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
+
+
+_im2col_conv.defvjp(_im2col_fwd, _im2col_bwd)
+
+
+_LOWER = {"xla": _lax_conv, "xla_canonical": _canonical_conv, "im2col": _im2col_conv}
+
+
+# --------------------------------------------------------------------------------------------------
+# The policy.
+
+# XLA:CPU: im2col while one example's window matrix (float32 bytes) stays within this.
+_CPU_IM2COL_MAX_BYTES = 64 << 20
+
+
+def conv_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int], *, strides=1, padding="SAME",
+                  dilation=1, backend: str | None = None) -> str:
+  """The lowering `conv2d` uses for these shapes on ``backend`` (default: JAX's default backend).
+
+  On CPU: ``"im2col"`` (1x1 kernels always; others while one example's window matrix stays within
+  64 MiB), else ``"xla_canonical"``. On GPU and TPU: ``"xla"``. The measurements behind the policy are
+  in this module's docstring.
+
+  Args:
+    x_shape: ``(B, H, W, C_in)``.
+    kernel_shape: ``(kh, kw, C_in, C_out)``.
+    strides, padding, dilation: as in `conv2d`.
+    backend: ``"cpu"``, ``"gpu"``, ``"tpu"`` (or a platform name such as ``"cuda"``); None: the default.
+
+  Returns:
+    One of `LOWERINGS`.
+
+  Example:
+    >>> conv_lowering((32, 2, 2, 512), (3, 3, 512, 512), backend="cpu")
+    'im2col'
+    >>> conv_lowering((32, 2, 2, 512), (3, 3, 512, 512), backend="gpu")
+    'xla'
+  """
+  backend = jax.default_backend() if backend is None else backend
+  if not isinstance(backend, str):
+    raise TypeError(f"backend: must be a platform name such as 'cpu', 'gpu' or 'tpu', got {backend!r}")
+  if backend.lower() != "cpu":
+    return "xla"
+  x_shape, kernel_shape = tuple(x_shape), tuple(kernel_shape)
+  strides, dilation = _pair("strides", strides, 1), _pair("dilation", dilation, 1)
+  eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel_shape[:2], dilation))
+  pads = _resolve_padding(padding, x_shape[1:3], eff, strides)
+  ho, wo = (_out_size(n, p, k, s) for n, p, k, s in zip(x_shape[1:3], pads, eff, strides))
+  window_bytes = ho * wo * kernel_shape[0] * kernel_shape[1] * x_shape[3] * 4  # one example, float32
+  if kernel_shape[0] * kernel_shape[1] == 1 or window_bytes <= _CPU_IM2COL_MAX_BYTES:
+    return "im2col"
+  return "xla_canonical"
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API.
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, *, strides: int | Sequence[int] = 1,
+           padding: str | Sequence[tuple[int, int]] = "SAME", dilation: int | Sequence[int] = 1,
+           lowering: str | None = None) -> jax.Array:
+  """NHWC x HWIO 2-D convolution, lowered as `conv_lowering` picks (or as ``lowering`` says).
+
+  y[b, h, w, o] = sum_{i, j, c} x_pad[b, s_h h + d_h i, s_w w + d_w j, c] K[i, j, c, o]. Values and
+  gradients equal `jax.lax.conv_general_dilated` with ``dimension_numbers=("NHWC", "HWIO", "NHWC")``
+  and ``rhs_dilation=dilation``, to float rounding; only the programs differ (module docstring).
+
+  Args:
+    x: ``(B, H, W, C_in)``.
+    kernel: ``(kh, kw, C_in, C_out)``; x and kernel are promoted to a common dtype (integer and bool
+      inputs to the default float).
+    strides: s >= 1, an int or an (s_h, s_w) pair (Python, NumPy or 0-d array ints).
+    padding: ``"SAME"`` (TensorFlow-style: output ceil(H / s)), ``"VALID"``, or ``((top, bottom),
+      (left, right))`` of ints >= 0.
+    dilation: the kernel dilation d >= 1, an int or a pair.
+    lowering: one of `LOWERINGS`; None: `conv_lowering` for these shapes on the default backend.
+
+  Returns:
+    ``(B, H', W', C_out)``; an empty batch (B = 0) gives an empty output, and NaN or infinite inputs
+    propagate as in any convolution.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 5)), strides=2).shape
+    (1, 2, 2, 5)
+    >>> float(conv2d(jnp.ones((1, 3, 3, 1)), jnp.ones((3, 3, 1, 1)), padding="VALID", lowering="im2col")[0, 0, 0, 0])
+    9.0
+
+  References:
+    Meng et al., ICCV 2023, https://arxiv.org/abs/2302.14311 (the spiking models this was built for).
+  """
+  strides, dilation = _pair("strides", strides, 1), _pair("dilation", dilation, 1)
+  if lowering is not None:
+    _validation.check_choice("lowering", lowering, LOWERINGS)
+  if jnp.ndim(x) != 4:
+    raise ValueError(f"x: must be (B, H, W, C_in), got shape {jnp.shape(x)}")
+  if jnp.ndim(kernel) != 4 or jnp.shape(kernel)[2] != jnp.shape(x)[3]:
+    raise ValueError(f"kernel: must be (kh, kw, C_in, C_out) with C_in = x.shape[-1] = {jnp.shape(x)[3]}, "
+                     f"got shape {jnp.shape(kernel)}")
+  dtype = jnp.result_type(x, kernel)
+  if not jnp.issubdtype(dtype, jnp.inexact):  # integer or bool images: the default float, as nnx.Conv
+    dtype = jnp.result_type(float)
+  x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
+  eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel.shape[:2], dilation))
+  pads = _resolve_padding(padding, x.shape[1:3], eff, strides)
+  if any(_out_size(n, p, k, s) < 1 for n, p, k, s in zip(x.shape[1:3], pads, eff, strides)):
+    raise ValueError(f"kernel: the (dilated) {eff[0]}x{eff[1]} window does not fit the padded "
+                     f"{x.shape[1]}x{x.shape[2]} input with padding {pads}")
+  if lowering is None:
+    lowering = conv_lowering(x.shape, kernel.shape, strides=strides, padding=pads, dilation=dilation)
+  return _LOWER[lowering](x, kernel, strides, pads, dilation)
+
+
+class Conv2d(nnx.Module):
+  """NNX 2-D convolution (NHWC) built on `conv2d`; parameters (``kernel``, ``bias``) as in ``nnx.Conv``.
+
+  Args:
+    in_features: input channels.
+    out_features: output channels.
+    kernel_size: ``(kh, kw)``.
+    strides: spatial stride (an int or a pair).
+    padding: ``"SAME"`` (default), ``"VALID"`` or explicit pairs, as in `conv2d`.
+    dilation: kernel dilation (an int or a pair).
+    use_bias: add a bias (initialised to zero).
+    kernel_init: initialiser of the ``(kh, kw, in, out)`` kernel (LeCun normal, as ``nnx.Conv``).
+    lowering: one of `LOWERINGS`, fixed for this layer; None: `conv_lowering` at each call.
+    rngs: ``nnx.Rngs``.
+
+  Returns:
+    (on call) the convolved ``(B, H', W', out_features)`` array.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> Conv2d(2, 4, (3, 3), rngs=nnx.Rngs(0))(jnp.ones((1, 5, 5, 2))).shape
+    (1, 5, 5, 4)
+  """
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int], *,
+               strides: int | Sequence[int] = 1, padding: str | Sequence[tuple[int, int]] = "SAME",
+               dilation: int | Sequence[int] = 1, use_bias: bool = True,
+               kernel_init=nnx.initializers.lecun_normal(), lowering: str | None = None, rngs: nnx.Rngs):
+    in_features, out_features = (_validation.check_int(name, v, lower=1) for name, v in (
+        ("in_features", in_features), ("out_features", out_features)))
+    if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
+      raise ValueError(f"kernel_size: must be a pair of ints >= 1 (kh, kw), got {kernel_size!r}")
+    kernel_size = tuple(_validation.check_int("kernel_size", v, lower=1) for v in kernel_size)
+    self.strides, self.dilation = _pair("strides", strides, 1), _pair("dilation", dilation, 1)
+    if isinstance(padding, str):
+      _validation.check_choice("padding", padding.upper(), ("SAME", "VALID"))
+    else:
+      _resolve_padding(padding, (1, 1), (1, 1), (1, 1))
+    self.padding = padding
+    if lowering is not None:
+      _validation.check_choice("lowering", lowering, LOWERINGS)
+    self.lowering = lowering
+    self.kernel = nnx.Param(kernel_init(rngs.params(), (*kernel_size, in_features, out_features)))
+    self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = conv2d(x, self.kernel[...], strides=self.strides, padding=self.padding, dilation=self.dilation,
+               lowering=self.lowering)
+    return y if self.bias is None else y + self.bias[...]

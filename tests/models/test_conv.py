@@ -1,0 +1,152 @@
+"""jaxdyn.models.conv2d: every lowering equals jax.lax.conv_general_dilated in values and gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdyn.models import LOWERINGS, Conv2d, _conv, conv2d, conv_lowering
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+# (H, W, kernel, strides, dilation, padding, dtype)
+GRID = [
+    (9, 8, 3, 1, 1, "SAME", jnp.float32),
+    (7, 7, 3, 2, 1, "SAME", jnp.float32),
+    (8, 8, 1, 2, 1, "SAME", jnp.float32),
+    (9, 9, 3, 2, 2, "VALID", jnp.float32),
+    (6, 7, 3, (2, 1), (1, 2), ((1, 2), (0, 3)), jnp.float32),
+    (2, 2, 3, 1, 1, "SAME", jnp.float32),
+    (5, 4, (2, 3), 1, 1, "SAME", jnp.float32),
+    (6, 6, 3, 1, 1, "SAME", jnp.bfloat16),
+]
+
+
+def _pair(v):
+  return v if isinstance(v, tuple) else (v, v)
+
+
+@pytest.mark.parametrize("h,w,k,s,d,pad,dtype", GRID)
+def test_every_lowering_equals_lax_in_values_and_gradients(h, w, k, s, d, pad, dtype):
+  kh, kw = _pair(k)
+  x = jax.random.normal(jax.random.key(0), (2, h, w, 3), dtype)
+  kernel = jax.random.normal(jax.random.key(1), (kh, kw, 3, 4), dtype)
+
+  def lax_conv(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, _pair(s), pad, rhs_dilation=_pair(d), dimension_numbers=_DN)
+
+  cot = jax.random.normal(jax.random.key(2), jax.eval_shape(lax_conv, x, kernel).shape, dtype)
+
+  def in_scan(conv):  # two steps of a scan, as in a spiking network's time loop
+    def loss(x, kernel):
+      def body(c, _):
+        return c, jnp.sum(jnp.sin(conv(c, kernel)).astype(jnp.float32) * cot)
+      return jnp.sum(jax.lax.scan(body, x, None, length=2)[1])
+    return loss
+
+  @jax.jit
+  def everything(x, kernel):
+    convs = {"lax": lax_conv}
+    convs.update({lw: (lambda lw: lambda x, kernel: conv2d(x, kernel, strides=s, padding=pad, dilation=d,
+                                                           lowering=lw))(lw) for lw in LOWERINGS})
+    return {name: (conv(x, kernel), jax.grad(in_scan(conv), (0, 1))(x, kernel)) for name, conv in convs.items()}
+
+  out = everything(x, kernel)
+  ref_y, (ref_dx, ref_dk) = out.pop("lax")
+  tol = dict(rtol=1e-5, atol=1e-5) if dtype == jnp.float32 else dict(rtol=5e-2, atol=5e-1)
+  for name, (y, (dx, dk)) in out.items():
+    assert y.dtype == dx.dtype == dk.dtype == dtype, name
+    for got, want in ((y, ref_y), (dx, ref_dx), (dk, ref_dk)):
+      np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), err_msg=name, **tol)
+
+
+def test_policy_picks_each_lowering_where_it_is_meant_to():
+  # XLA:CPU: im2col at every shape of the spiking VGG-11 and ResNet-18 (measured, see the docstring).
+  for x_shape, k_shape, s in (((32, 2, 2, 512), (3, 3, 512, 512), 1), ((32, 32, 32, 3), (3, 3, 3, 64), 1),
+                              ((128, 32, 32, 64), (3, 3, 64, 64), 1), ((128, 32, 32, 64), (1, 1, 64, 128), 2),
+                              ((128, 16, 16, 128), (3, 3, 128, 256), 2)):
+    assert conv_lowering(x_shape, k_shape, strides=s, backend="cpu") == "im2col", (x_shape, k_shape)
+  # One example's window matrix over 64 MiB (224x224x64, 3x3: 110 MiB): XLA's convolution, with the
+  # loop-friendly gradient; the output map decides (stride 2 quarters it), and 1x1 kernels stay dense.
+  assert conv_lowering((8, 224, 224, 64), (3, 3, 64, 64), backend="cpu") == "xla_canonical"
+  assert conv_lowering((8, 224, 224, 64), (3, 3, 64, 64), strides=2, backend="cpu") == "im2col"
+  assert conv_lowering((8, 224, 224, 64), (1, 1, 64, 64), backend="cpu") == "im2col"
+  for backend in ("gpu", "cuda", "tpu"):
+    assert conv_lowering((32, 2, 2, 512), (3, 3, 512, 512), backend=backend) == "xla"
+  assert conv_lowering((1, 2, 2, 1), (3, 3, 1, 1)) in LOWERINGS  # the default backend's pick
+  with pytest.raises(TypeError, match="backend: must be a platform name"):
+    conv_lowering((1, 2, 2, 1), (3, 3, 1, 1), backend=3)
+
+
+def test_im2col_in_batch_chunks_equals_lax(monkeypatch):
+  # Tiny chunks force the chunked forward (lax.map) and backward (scan accumulating dK).
+  per_example = 3 * 3 * 27 * 4  # a 3x3 output map of 27-wide windows, float32
+  monkeypatch.setattr(_conv, "_CHUNK_BYTES", 2 * per_example)
+  assert _conv._batch_chunk(6, per_example) == 2 and _conv._batch_chunk(7, per_example) == 1
+  assert _conv._batch_chunk(4, per_example) == 4  # within twice the chunk: the whole batch at once
+  x = jax.random.normal(jax.random.key(6), (6, 5, 5, 3))
+  kernel = jax.random.normal(jax.random.key(7), (3, 3, 3, 4))
+  cot = jax.random.normal(jax.random.key(8), (6, 3, 3, 4))
+
+  @jax.jit
+  def both(x, kernel):
+    def loss(conv):
+      return lambda x, kernel: jnp.sum(conv(x, kernel) * cot)
+    ours = lambda x, kernel: conv2d(x, kernel, strides=2, lowering="im2col")  # noqa: E731
+    ref = lambda x, kernel: jax.lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=_DN)  # noqa: E731
+    return [(f(x, kernel), jax.grad(loss(f), (0, 1))(x, kernel)) for f in (ours, ref)]
+
+  (y, (dx, dk)), (ref_y, (ref_dx, ref_dk)) = both(x, kernel)
+  for got, want in ((y, ref_y), (dx, ref_dx), (dk, ref_dk)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(conv2d(x, kernel, strides=2, lowering="im2col"))))(x))
+  assert "scan" in jaxpr  # the chunked path did run
+
+
+def test_module_matches_nnx_conv_and_shares_its_parameters():
+  x = jax.random.normal(jax.random.key(3), (1, 5, 5, 2))
+  for kw in (dict(strides=2), dict(padding="VALID"), dict(kernel_dilation=2)):
+    ours = Conv2d(2, 4, (3, 3), **{("dilation" if k == "kernel_dilation" else k): v for k, v in kw.items()},
+                  rngs=nnx.Rngs(0))
+    theirs = nnx.Conv(2, 4, (3, 3), **kw, rngs=nnx.Rngs(0))
+    assert jax.tree.map(jnp.shape, nnx.state(ours, nnx.Param)) == jax.tree.map(jnp.shape, nnx.state(theirs, nnx.Param))
+    theirs.kernel[...] = ours.kernel[...]
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_arguments_name_themselves():
+  x, kernel = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 4))
+  with pytest.raises(ValueError, match="strides: must be an int >= 1"):
+    conv2d(x, kernel, strides=0)
+  with pytest.raises(ValueError, match="strides: must be an int >= 1 or a pair"):
+    conv2d(x, kernel, strides=(1, 1, 1))
+  with pytest.raises(ValueError, match="dilation: must be an int >= 1"):
+    conv2d(x, kernel, dilation=0)
+  with pytest.raises(ValueError, match=r"padding: must be one of \['SAME', 'VALID'\]"):
+    conv2d(x, kernel, padding="FULL")
+  with pytest.raises(ValueError, match="padding: must be 'SAME', 'VALID' or"):
+    conv2d(x, kernel, padding=((1, -1), (0, 0)))
+  with pytest.raises(ValueError, match="lowering: must be one of"):
+    conv2d(x, kernel, lowering="winograd")
+  with pytest.raises(ValueError, match="kernel: the .* window does not fit"):
+    conv2d(x, jnp.ones((7, 7, 2, 4)), padding="VALID")
+  with pytest.raises(ValueError, match="kernel: must be"):
+    conv2d(x, jnp.ones((3, 3, 3, 4)))
+  with pytest.raises(ValueError, match="x: must be"):
+    conv2d(x[0], kernel)
+  with pytest.raises(ValueError, match="lowering: must be one of"):
+    Conv2d(2, 4, (3, 3), lowering="fft", rngs=nnx.Rngs(0))
+
+
+def test_numpy_ints_empty_batch_and_integer_images():
+  x = jax.random.normal(jax.random.key(4), (2, 6, 6, 2))
+  kernel = jax.random.normal(jax.random.key(5), (3, 3, 2, 3))
+  np.testing.assert_array_equal(conv2d(x, kernel, strides=np.int64(2)), conv2d(x, kernel, strides=2))
+  for lowering in LOWERINGS:
+    assert conv2d(x[:0], kernel, strides=2, lowering=lowering).shape == (0, 3, 3, 3)
+  assert conv2d(jnp.ones((1, 4, 4, 2), jnp.uint8), kernel).dtype == jnp.float32
+  layer = Conv2d(np.int64(2), np.int32(3), (np.int64(3), 3), strides=np.int64(2), rngs=nnx.Rngs(0))
+  assert layer.kernel.shape == (3, 3, 2, 3) and layer(x).shape == (2, 3, 3, 3)
+  with pytest.raises(ValueError, match=r"kernel_size: must be a pair of ints >= 1"):
+    Conv2d(2, 3, 3, rngs=nnx.Rngs(0))
