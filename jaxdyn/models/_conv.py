@@ -47,7 +47,9 @@ Forward + backward of one layer in ms; the spiking VGG-11 layers per time step i
 im2col was the fastest at every shape of both networks (1x1 stride-2 shortcuts included), so on CPU
 the policy is ``"im2col"`` unless one example's window matrix exceeds 64 MiB (large images, e.g.
 224x224x64 inputs, unmeasured here, where even a one-example chunk leaves the cache); then
-``"xla_canonical"``, which is also right inside loops. On GPU and TPU the policy keeps XLA's
+``"xla_canonical"``, which is also right inside loops. Tiny layers (under 2e7 forward FLOPs, e.g. the
+small models of the tests and notebooks) also take ``"xla_canonical"``: they run in well under a
+millisecond in any lowering, and one convolution op compiles several times faster than the windows. On GPU and TPU the policy keeps XLA's
 convolution (``"xla"``): cuDNN and the TPU compiler handle the autodiff forms and small maps well, and
 no measurement there says otherwise (none was possible here: no accelerator was lent).
 """
@@ -249,6 +251,10 @@ _LOWER = {"xla": _lax_conv, "xla_canonical": _canonical_conv, "im2col": _im2col_
 
 # XLA:CPU: im2col while one example's window matrix (float32 bytes) stays within this.
 _CPU_IM2COL_MAX_BYTES = 64 << 20
+# ... and while the layer is worth it: below this many forward FLOPs a layer runs in well under a
+# millisecond in any lowering, and XLA's one convolution compiles several times faster than the
+# window matrix's slices (what small models and tests mostly pay for).
+_CPU_IM2COL_MIN_FLOPS = 20_000_000
 
 
 def conv_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int], *, strides=1, padding="SAME",
@@ -256,7 +262,8 @@ def conv_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int], *, stride
   """The lowering `conv2d` uses for these shapes on ``backend`` (default: JAX's default backend).
 
   On CPU: ``"im2col"`` (1x1 kernels always; others while one example's window matrix stays within
-  64 MiB), else ``"xla_canonical"``. On GPU and TPU: ``"xla"``. The measurements behind the policy are
+  64 MiB), else ``"xla_canonical"``; layers under 2e7 forward FLOPs take ``"xla_canonical"`` too (they
+  run in well under a millisecond either way, and XLA's convolution compiles faster). On GPU and TPU: ``"xla"``. The measurements behind the policy are
   in this module's docstring.
 
   Args:
@@ -284,8 +291,10 @@ def conv_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int], *, stride
   eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel_shape[:2], dilation))
   pads = _resolve_padding(padding, x_shape[1:3], eff, strides)
   ho, wo = (_out_size(n, p, k, s) for n, p, k, s in zip(x_shape[1:3], pads, eff, strides))
-  window_bytes = ho * wo * kernel_shape[0] * kernel_shape[1] * x_shape[3] * 4  # one example, float32
-  if kernel_shape[0] * kernel_shape[1] == 1 or window_bytes <= _CPU_IM2COL_MAX_BYTES:
+  window = ho * wo * kernel_shape[0] * kernel_shape[1] * x_shape[3]  # one example's window matrix
+  if x_shape[0] * window * kernel_shape[3] * 2 < _CPU_IM2COL_MIN_FLOPS:
+    return "xla_canonical"
+  if kernel_shape[0] * kernel_shape[1] == 1 or window * 4 <= _CPU_IM2COL_MAX_BYTES:
     return "im2col"
   return "xla_canonical"
 
