@@ -135,7 +135,8 @@ def plot_learning_curves(rows: list[dict[str, Any]], path: str | os.PathLike, *,
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # a run without this metric draws an empty panel, no legend
+      ax.legend()
   if title:
     fig.suptitle(title)
   fig.tight_layout()
