@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import warnings
 
 import jupytext
 import pytest
@@ -151,22 +152,30 @@ def test_setup_cell_says_why_when_pip_refuses(monkeypatch, tmp_path):
     _run_setup_cell(monkeypatch, tmp_path, in_checkout=False, pip_returncode=1)
 
 
-@pytest.mark.parametrize("env, small", [(None, True), ("1", True), ("0", False)])
-def test_runtime_cell_warns_on_cpu_and_picks_the_small_settings(monkeypatch, capsys, env, small):
+@pytest.mark.parametrize("backend, env, small", [("cpu", None, True), ("cpu", "1", True), ("cpu", "0", False),
+                                                  ("gpu", None, False), ("tpu", "1", True)])
+def test_runtime_cell_warns_on_cpu_and_picks_the_small_settings(monkeypatch, capsys, backend, env, small):
   import jax  # pylint: disable=g-import-not-at-top
-  if jax.default_backend() != "cpu":
-    pytest.skip("the warning is for CPU runtimes")
+  # The cell reads jax.default_backend(): pin it, so both branches run on any machine.
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
   if env is None:
     monkeypatch.delenv("JAXDYN_NOTEBOOK_SMALL", raising=False)
   else:
     monkeypatch.setenv("JAXDYN_NOTEBOOK_SMALL", env)
   namespace = {"__name__": "__main__"}
-  with pytest.warns(RuntimeWarning, match="jax runs on CPU.*Runtime > Change runtime type"):
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
     exec(shared_cell(NOTEBOOKS[0], RUNTIME), namespace)  # pylint: disable=exec-used
   assert namespace["SMALL"] is small
   out = capsys.readouterr().out
-  assert "backend: cpu" in out and "devices:" in out and "WARNING: No GPU or TPU" in out
-  assert ("small settings" in namespace["CPU_WARNING"]) is small
+  assert f"backend: {backend}" in out and "devices:" in out
+  cpu_warnings = [w for w in caught if issubclass(w.category, RuntimeWarning) and "jax runs on CPU" in str(w.message)]
+  if backend == "cpu":
+    assert len(cpu_warnings) == 1 and "Runtime > Change runtime type" in str(cpu_warnings[0].message)
+    assert "WARNING: No GPU or TPU" in out
+    assert ("small settings" in namespace["CPU_WARNING"]) is small
+  else:  # an accelerator: no warning, full settings unless asked for small ones
+    assert not cpu_warnings and "WARNING" not in out and "CPU_WARNING" not in namespace
 
 
 @pytest.mark.slow
