@@ -109,8 +109,15 @@ def _resolve_padding(padding, spatial: Sequence[int], eff_kernel: Sequence[int],
   return pads
 
 
-def _out_size(n: int, pads: tuple[int, int], k_eff: int, s: int) -> int:
-  return (n + pads[0] + pads[1] - k_eff) // s + 1
+def _effective(ksize, dilation) -> tuple[int, int]:
+  """The dilated window's extent d (k - 1) + 1 along each spatial axis."""
+  return tuple(d * (k - 1) + 1 for k, d in zip(ksize, dilation))
+
+
+def _out_map(spatial, pads: Pads, ksize, strides, dilation) -> tuple[int, int]:
+  """(H', W') of the convolution (< 1 when the window does not fit)."""
+  return tuple((n + p[0] + p[1] - e) // s + 1
+               for n, p, e, s in zip(spatial, pads, _effective(ksize, dilation), strides))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,7 +168,7 @@ def _windows(x, ksize, strides, pads, dilation):
   b, h, w, c = x.shape
   if any(p for pair in pads for p in pair):
     x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  ho, wo = (_out_size(n, p, d * (k - 1) + 1, s) for n, p, k, s, d in zip((h, w), pads, ksize, strides, dilation))
+  ho, wo = _out_map((h, w), pads, ksize, strides, dilation)
   cols = [
       jax.lax.slice(x, (0, i * dilation[0], j * dilation[1], 0),
                     (b, i * dilation[0] + (ho - 1) * strides[0] + 1, j * dilation[1] + (wo - 1) * strides[1] + 1, c),
@@ -188,14 +195,17 @@ def _batch_chunk(batch: int, window_bytes_per_example: int) -> int:
   return best
 
 
-def _chunked(fn, chunk, *arrays):
-  """``fn`` over batch chunks of ``arrays`` (one call when the chunk is the batch)."""
-  batch = arrays[0].shape[0]
-  if chunk >= batch:
-    return fn(*arrays)
-  split = tuple(a.reshape(batch // chunk, chunk, *a.shape[1:]) for a in arrays)
-  out = jax.lax.map(lambda xs: fn(*xs), split)
-  return out.reshape(batch, *out.shape[2:])
+def _split(a, chunk):
+  """(B, ...) -> (B / chunk, chunk, ...)."""
+  return a.reshape(a.shape[0] // chunk, chunk, *a.shape[1:])
+
+
+def _chunked(fn, chunk, x):
+  """``fn`` over batch chunks of ``x`` (one call when the chunk is the batch)."""
+  if chunk >= x.shape[0]:
+    return fn(x)
+  out = jax.lax.map(fn, _split(x, chunk))
+  return out.reshape(x.shape[0], *out.shape[2:])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -205,8 +215,8 @@ def _im2col_conv(x, kernel, strides, pads, dilation):
 
 def _im2col_plan(x, kernel, strides, pads, dilation):
   kh, kw, cin, cout = kernel.shape
-  out = jax.eval_shape(lambda x: _windows(x[:1], (kh, kw), strides, pads, dilation), x).shape
-  chunk = _batch_chunk(x.shape[0], out[1] * out[2] * out[3] * x.dtype.itemsize)
+  ho, wo = _out_map(x.shape[1:3], pads, (kh, kw), strides, dilation)
+  chunk = _batch_chunk(x.shape[0], ho * wo * kh * kw * cin * x.dtype.itemsize)
   return (kh, kw), kernel.reshape(kh * kw * cin, cout), chunk
 
 
@@ -234,8 +244,7 @@ def _im2col_bwd(strides, pads, dilation, res, g):
       dxc, dkc = grads(*xg)
       return dk + dkc, dxc
 
-    split = tuple(a.reshape(batch // chunk, chunk, *a.shape[1:]) for a in (x, g))
-    dk, dx = jax.lax.scan(body, jnp.zeros(kmat.shape, kernel.dtype), split)
+    dk, dx = jax.lax.scan(body, jnp.zeros(kmat.shape, kernel.dtype), (_split(x, chunk), _split(g, chunk)))
     dx = dx.reshape(x.shape)
   return dx.astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
 
@@ -288,9 +297,8 @@ def conv_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int], *, stride
     return "xla"
   x_shape, kernel_shape = tuple(x_shape), tuple(kernel_shape)
   strides, dilation = _pair("strides", strides, 1), _pair("dilation", dilation, 1)
-  eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel_shape[:2], dilation))
-  pads = _resolve_padding(padding, x_shape[1:3], eff, strides)
-  ho, wo = (_out_size(n, p, k, s) for n, p, k, s in zip(x_shape[1:3], pads, eff, strides))
+  pads = _resolve_padding(padding, x_shape[1:3], _effective(kernel_shape[:2], dilation), strides)
+  ho, wo = _out_map(x_shape[1:3], pads, kernel_shape[:2], strides, dilation)
   window = ho * wo * kernel_shape[0] * kernel_shape[1] * x_shape[3]  # one example's window matrix
   if x_shape[0] * window * kernel_shape[3] * 2 < _CPU_IM2COL_MIN_FLOPS:
     return "xla_canonical"
@@ -348,9 +356,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, strides: int | Sequence[int] = 1,
   if not jnp.issubdtype(dtype, jnp.inexact):  # integer or bool images: the default float, as nnx.Conv
     dtype = jnp.result_type(float)
   x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
-  eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel.shape[:2], dilation))
+  eff = _effective(kernel.shape[:2], dilation)
   pads = _resolve_padding(padding, x.shape[1:3], eff, strides)
-  if any(_out_size(n, p, k, s) < 1 for n, p, k, s in zip(x.shape[1:3], pads, eff, strides)):
+  if min(_out_map(x.shape[1:3], pads, kernel.shape[:2], strides, dilation)) < 1:
     raise ValueError(f"kernel: the (dilated) {eff[0]}x{eff[1]} window does not fit the padded "
                      f"{x.shape[1]}x{x.shape[2]} input with padding {pads}")
   if lowering is None:
