@@ -77,21 +77,11 @@ from jaxdyn.regularization import multi_sample_dropout_logits, multi_sample_drop
 
 # %%
 # Runtime. Small settings on CPU, and when `make notebooks` or the tests run the notebook
-# (JAXDYN_NOTEBOOK_SMALL=1); JAXDYN_NOTEBOOK_SMALL=0 asks for the full settings anyway.
-import os
-import textwrap
-import warnings
+# (JAXDYN_NOTEBOOK_SMALL=1); JAXDYN_NOTEBOOK_SMALL=0 asks for the full settings anyway. On CPU it
+# prints a warning that says how to switch the Colab runtime to a GPU or TPU.
+from experiments import notebooks
 
-import jax
-
-print(f"jax {jax.__version__}, backend: {jax.default_backend()}, devices: {jax.devices()}")
-SMALL = os.environ.get("JAXDYN_NOTEBOOK_SMALL", "1" if jax.default_backend() == "cpu" else "0") == "1"
-if jax.default_backend() == "cpu":
-  CPU_WARNING = (f"No GPU or TPU: jax runs on CPU, with this notebook's {'small' if SMALL else 'full'} "
-                 "settings. In Colab: Runtime > Change runtime type > Hardware accelerator: a GPU "
-                 "(e.g. T4) or a TPU > Save, then Runtime > Run all.")
-  print("\n".join(["!" * 80, *textwrap.wrap("WARNING: " + CPU_WARNING, 80), "!" * 80]))
-  warnings.warn(CPU_WARNING, RuntimeWarning, stacklevel=1)
+SMALL = notebooks.runtime_settings()
 
 # %%
 EPOCHS = 4 if SMALL else msd_mnist1d.EPOCHS

@@ -24,6 +24,30 @@ FORMATS = "ipynb,py:percent"
 SYNC_HINT = "run `jupytext --sync colabs/<name>.py` (or `.ipynb`, whichever you edited last)"
 
 
+def runtime_settings() -> bool:
+  """The notebooks' runtime cell: prints jax's backend and devices and returns SMALL.
+
+  SMALL (small settings) is ``JAXDYN_NOTEBOOK_SMALL`` when set ("1" or "0"), else True on CPU and
+  False on a GPU or TPU. On CPU it also prints a framed warning and raises a `RuntimeWarning` that
+  says how to pick an accelerator in Colab.
+  """
+  import textwrap  # pylint: disable=g-import-not-at-top
+  import warnings  # pylint: disable=g-import-not-at-top
+
+  import jax  # pylint: disable=g-import-not-at-top
+
+  backend = jax.default_backend()
+  print(f"jax {jax.__version__}, backend: {backend}, devices: {jax.devices()}")
+  small = os.environ.get("JAXDYN_NOTEBOOK_SMALL", "1" if backend == "cpu" else "0") == "1"
+  if backend == "cpu":
+    message = (f"No GPU or TPU: jax runs on CPU, with this notebook's {'small' if small else 'full'} "
+               "settings. In Colab: Runtime > Change runtime type > Hardware accelerator: a GPU "
+               "(e.g. T4) or a TPU > Save, then Runtime > Run all.")
+    print("\n".join(["!" * 80, *textwrap.wrap("WARNING: " + message, 80), "!" * 80]))
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+  return small
+
+
 def notebooks() -> list[pathlib.Path]:
   """The percent-format ``.py`` of every notebook in ``colabs/``."""
   return sorted(COLABS.glob("*.py"))
