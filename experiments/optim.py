@@ -33,12 +33,14 @@ def schedule(config) -> optax.Schedule:
 
 
 def transform_kwargs(config) -> list[tuple[str, dict[str, Any]]]:
-  """``config.transforms`` as ``(name, kwargs)``, with ``total_steps`` filled in where a transform
-  takes it and the config does not set it (so ``--config.num_train_steps`` moves its schedule)."""
+  """``config.transforms`` as ``(name, kwargs)``, with ``total_steps`` (``config.num_train_steps``) and
+  ``seed`` (``config.seed``) filled in where a transform takes them and the config does not set them
+  (so ``--config.num_train_steps`` moves its schedule and each seed of a claim draws its own masks)."""
+  run = {"total_steps": config.num_train_steps, "seed": config.seed}
   out = []
   for name, kwargs in config_schema.entries(config, "transform"):
-    if "total_steps" in registry.entry("transform", name).run_values():
-      kwargs.setdefault("total_steps", config.num_train_steps)
+    for n in registry.entry("transform", name).run_values():
+      kwargs.setdefault(n, run[n])
     out.append((name, kwargs))
   return out
 

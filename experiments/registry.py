@@ -12,7 +12,8 @@ Kinds, and what a registered object is:
   ``config.objective`` / ``config.objective_kwargs``.
 - ``optimizer``: ``fn(learning_rate, **kwargs) -> optax.GradientTransformation``; ``config.optimizer``.
 - ``transform``: ``fn(tx, **kwargs) -> optax.GradientTransformation`` wrapping the optimizer, applied in
-  the order of ``config.transforms``; ``total_steps`` is filled in unless the config sets it.
+  the order of ``config.transforms``; ``total_steps`` (the run's steps) and ``seed`` (``config.seed``)
+  are filled in where it takes them, unless the config sets them.
 - ``callback``: a `experiments.callbacks.Callback` subclass; ``config.callbacks``.
 - ``capability``: ``predicate(model) -> bool``: what a model can do (``head_split``, ``spiking``,
   ...). Objectives, transforms and callbacks name the capabilities they ``require``; config
@@ -36,7 +37,7 @@ from typing import Any
 
 KINDS = ("model", "objective", "optimizer", "transform", "callback", "capability")
 # Parameters of an objective or transform that the run fills in; a config may still set them.
-RUN_VALUES = {"objective": ("step", "num_train", "steps_per_epoch", "num_epochs"), "transform": ("total_steps",)}
+RUN_VALUES = {"objective": ("step", "num_train", "steps_per_epoch", "num_epochs"), "transform": ("total_steps", "seed")}
 # Parameters a config never sets: the harness passes them on every call.
 CALL_ARGS = {"model": ("input_shape", "num_classes", "rngs"), "objective": ("model", "batch", "key"),
              "optimizer": ("learning_rate",), "transform": ("tx",), "callback": (), "capability": ("model",)}

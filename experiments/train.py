@@ -144,6 +144,17 @@ def _label(config) -> str:
   return config.objective + (f"[{','.join(variants)}]" if variants else "")
 
 
+def _derived_transform_values(config, transforms) -> dict[str, dict[str, Any]]:
+  """Per transform index, the run values (``total_steps``, ``seed``) filled in because the config did not set them."""
+  given = config_schema.entries(config, "transform")
+  out = {}
+  for i, (name, kwargs) in enumerate(transforms):
+    filled = {v: kwargs[v] for v in registry.entry("transform", name).run_values() if v not in dict(given[i][1])}
+    if filled:
+      out[str(i)] = filled
+  return out
+
+
 def build(config: ml_collections.ConfigDict, *, abstract: bool = False) -> Built:
   """Validates ``config`` and builds everything the loop needs; raises `ConfigError` naming a key.
 
@@ -198,9 +209,7 @@ def build(config: ml_collections.ConfigDict, *, abstract: bool = False) -> Built
   resolved_config.transforms = tuple({"name": n, **kw} for n, kw in transforms)
   resolved_config.lock()
   derived = {"objective": filled,
-             "transforms": {str(i): {"total_steps": kw["total_steps"]} for i, (n, kw) in enumerate(transforms)
-                            if "total_steps" in registry.entry("transform", n).run_values()
-                            and "total_steps" not in dict(config_schema.entries(config, "transform")[i][1])},
+             "transforms": _derived_transform_values(config, transforms),
              "lr_schedule_steps": config.num_train_steps if config.optimizer.schedule in optim.DECAYING else None}
 
   tx = optim.build_optimizer(config)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdyn import _validation
+from jaxdyn import _trees, _validation
 from jaxdyn.bayes._layers import MU_NAME, RHO_NAME, posterior_std
 from jaxdyn.bayes._scores import CRITERIA, score_unchecked
 
@@ -89,20 +89,11 @@ class SSVIState(NamedTuple):
   topology_steps: jax.Array
 
 
-def _key_name(k) -> Any:
-  for attr in ("key", "name", "idx"):
-    if hasattr(k, attr):
-      return getattr(k, attr)
-  return str(k)
-
-
 def _kernels(params, mu_name: str, rho_name: str) -> list[tuple[int, int, str]]:
   """(mu leaf index, rho leaf index, parent path) of every Gaussian kernel, matched by parent path."""
   by_parent: dict[tuple, dict[str, int]] = {}
   for i, (path, _) in enumerate(jax.tree_util.tree_flatten_with_path(params)[0]):
-    names = [_key_name(k) for k in path]
-    if names and names[-1] == "value" and isinstance(path[-1], jax.tree_util.GetAttrKey):
-      names = names[:-1]  # an nnx.Variable's array
+    names = _trees.path_names(path)
     if names and names[-1] in (mu_name, rho_name):
       by_parent.setdefault(tuple(map(str, names[:-1])), {})[names[-1]] = i
   kernels = [(d[mu_name], d[rho_name], "/".join(parent)) for parent, d in by_parent.items()
@@ -181,26 +172,6 @@ def drop_and_grow(mu: jax.Array, rho: jax.Array, grad_mu: jax.Array, mask: jax.A
   new_mu = _validation.nan_unless(ok, jnp.where(new_mask & ~new, mu, 0.0))
   new_rho = _validation.nan_unless(ok, jnp.where(new, mean_rho.astype(rho.dtype), jnp.where(new_mask, rho, 0.0)))
   return new_mask.reshape(shape), new_mu.reshape(shape), new_rho.reshape(shape)
-
-
-def _params_like_mapper(params):
-  """A function applying ``f(leaf, i)`` to every subtree of an optimizer state shaped like params."""
-  treedef = jax.tree.structure(params)
-  shapes = [jnp.shape(x) for x in jax.tree.leaves(params)]
-
-  def is_params_like(node) -> bool:
-    leaves, td = jax.tree.flatten(node)
-    return td == treedef and [jnp.shape(x) for x in leaves] == shapes
-
-  def apply(state, f):
-    def visit(node):
-      if is_params_like(node):
-        leaves = jax.tree.leaves(node)
-        return jax.tree.unflatten(treedef, [f(x, i) for i, x in enumerate(leaves)])
-      return node
-    return jax.tree.map(visit, state, is_leaf=is_params_like)
-
-  return apply
 
 
 _CHAIN_ERROR = ("params: entries that ssvi left inactive (rho = 0) have a non-zero rho: something "
@@ -364,7 +335,7 @@ def ssvi(
     step = state.count + 1
     p_leaves, treedef = jax.tree.flatten(params)
     g_leaves = jax.tree.leaves(updates)
-    map_params_like = _params_like_mapper(params)
+    map_params_like = _trees.params_like_mapper(params)
 
     # The chain check: every entry left inactive by the last update still has rho == 0.
     stray = functools.reduce(jnp.logical_or, [jnp.any(~m & (p_leaves[i_rho] != 0))
@@ -456,7 +427,7 @@ def ssvi_sgd(
 
   def decay_mask(params):
     def not_rho(path, _):
-      names = [str(_key_name(k)) for k in path]
+      names = [str(_trees.key_name(k)) for k in path]
       return rho_name not in names
     return jax.tree_util.tree_map_with_path(not_rho, params)
 
