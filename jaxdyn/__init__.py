@@ -13,7 +13,7 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
 import importlib
 import importlib.metadata
 
-FAMILIES = ("bayes", "calibration", "data", "dynamics", "models", "regularization", "snn")
+FAMILIES = ("bayes", "calibration", "data", "dynamics", "models", "regularization", "snn", "sparsity")
 
 try:
   __version__ = importlib.metadata.version("jaxdyn")
