@@ -13,6 +13,10 @@
   block and the straight-through `binary_gate`, `polarization_regularizer`, `consensus_masks`, and
   `extract_subnetwork` (the static smaller `jaxdyn.models.CNN`); the magnitude channel-pruning
   baseline `prune_channels_by_magnitude` / `prune_channels`; `compression_report`, `cnn_flops`.
+- NUPES post-training quantization (Yvinec et al., 2023): the power automorphism
+  (`power_transform`, `inverse_power_transform`), `quantize_power` / `quantize_uniform` into integer
+  `QuantizedTensor` s, `dequantize`, `search_exponent`, the grid-wide optimisation `nupes_layer`, the
+  AdaRound-style baseline `adaround_layer`, and `quantize_tree` for a whole parameter tree.
 
 References:
   Liu et al., "Sparse Training via Boosting Pruning Plasticity with Neuroregeneration", NeurIPS 2021,
@@ -31,6 +35,19 @@ from jaxdyn.sparsity._masks import (
     mask_stats,
     prunable,
     random_masks,
+)
+from jaxdyn.sparsity._nupes import (
+    EXPONENTS,
+    QuantizedTensor,
+    adaround_layer,
+    dequantize,
+    inverse_power_transform,
+    nupes_layer,
+    power_transform,
+    quantize_power,
+    quantize_tree,
+    quantize_uniform,
+    search_exponent,
 )
 from jaxdyn.sparsity._polarization import (
     ChannelGate,
@@ -61,10 +78,13 @@ __all__ = [
     "CompressionReport",
     "DISTRIBUTIONS",
     "DropSchedule",
+    "EXPONENTS",
     "GatedCNN",
     "LayerFlops",
     "PruningSchedule",
+    "QuantizedTensor",
     "SparseState",
+    "adaround_layer",
     "apply_masks",
     "binary_gate",
     "cnn_flops",
@@ -72,18 +92,26 @@ __all__ = [
     "consensus_masks",
     "default_predicate",
     "dense_masks",
+    "dequantize",
     "drop_and_regrow",
     "extract_subnetwork",
     "gmp",
     "granet",
+    "inverse_power_transform",
     "layer_counts",
     "mask_stats",
+    "nupes_layer",
     "polarization_regularizer",
+    "power_transform",
     "prunable",
     "prune_channels",
     "prune_channels_by_magnitude",
+    "quantize_power",
+    "quantize_tree",
+    "quantize_uniform",
     "random_masks",
     "rigl",
+    "search_exponent",
     "set_sparse",
     "sparse_flops",
     "static_sparse",

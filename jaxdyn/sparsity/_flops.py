@@ -109,9 +109,9 @@ def sparse_flops(apply_fn: Callable[[Any, jax.Array], Any], params: Any, masks: 
     One `LayerFlops` per masked kernel used by the model, in leaf order.
 
   Example:
-    >>> params = {"w": jnp.ones((8, 4))}
-    >>> masks = {"w": jnp.arange(32).reshape(8, 4) < 8}
-    >>> sparse_flops(lambda p, x: x @ p["w"], params, masks, jnp.ones((2, 8)))
+    >>> params = {"w": np.ones((8, 4), np.float32)}
+    >>> masks = {"w": np.arange(32).reshape(8, 4) < 8}
+    >>> sparse_flops(lambda p, x: x @ p["w"], params, masks, np.ones((2, 8), np.float32))
     [LayerFlops(path='w', dense=64.0, density=0.25)]
   """
   from jaxdyn.sparsity._masks import _find_masks  # pylint: disable=import-outside-toplevel

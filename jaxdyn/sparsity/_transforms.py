@@ -65,6 +65,7 @@ class SparseState(NamedTuple):
       (SET), split at each topology step; stored raw so that the state checkpoints like any array.
     density: float32, the active fraction of the sparse leaves after the last update.
     topology_steps: int32, the updates at which the masks changed (or could have).
+    active: int32 per sparse leaf (a tuple in leaf order): its active entries now.
     active_step_sum: float32 per sparse leaf (a tuple in leaf order): the sum over updates of the
       leaf's active count during the update, for training-FLOP accounting (`training_flops`).
   """
@@ -75,6 +76,7 @@ class SparseState(NamedTuple):
   key: jax.Array
   density: jax.Array
   topology_steps: jax.Array
+  active: tuple[jax.Array, ...]
   active_step_sum: tuple[jax.Array, ...]
 
 
@@ -170,18 +172,22 @@ def _wrap(inner: optax.GradientTransformation, method: _Method, predicate, exclu
     flags = jax.tree.structure(params).flatten_up_to(prunable(params, predicate, exclude=exclude))
     return [i for i, f in enumerate(flags) if f]
 
-  def density_of(masks, idx):
+  def counts_of(masks, idx):
     leaves = jax.tree.leaves(masks)
-    act = sum(jnp.sum(leaves[i], dtype=jnp.float32) for i in idx)
-    return act / float(sum(leaves[i].size for i in idx))
+    return tuple(jnp.sum(leaves[i], dtype=jnp.int32) for i in idx)
+
+  def density_of(nnz, sizes):
+    return sum(n.astype(jnp.float32) for n in nnz) / float(sum(sizes))
 
   def init_fn(params):
     masks = method.init_masks(params)
     idx = sparse_index(params)
-    m_leaves = jax.tree.leaves(masks)
+    sizes = [jax.tree.leaves(params)[i].size for i in idx]
+    nnz = counts_of(masks, idx)
     return SparseState(count=jnp.zeros([], jnp.int32), masks=masks, inner_state=inner.init(params),
-                       key=jax.random.key_data(key), density=density_of(masks, idx), topology_steps=jnp.zeros([], jnp.int32),
-                       active_step_sum=tuple(jnp.zeros([], jnp.float32) for _ in idx) if m_leaves else ())
+                       key=jax.random.key_data(key), density=density_of(nnz, sizes),
+                       topology_steps=jnp.zeros([], jnp.int32), active=nnz,
+                       active_step_sum=tuple(jnp.zeros([], jnp.float32) for _ in idx))
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
@@ -189,44 +195,54 @@ def _wrap(inner: optax.GradientTransformation, method: _Method, predicate, exclu
     step = state.count + 1
     idx = sparse_index(params)
     p_leaves, treedef = jax.tree.flatten(params)
+    sizes = [p_leaves[i].size for i in idx]
     g_leaves = treedef.flatten_up_to(updates)
     m_leaves = treedef.flatten_up_to(state.masks)
-    zeros_like = lambda x: jnp.zeros_like(x)  # noqa: E731
 
-    masked_g = jax.tree.unflatten(treedef, [jnp.where(m, g, zeros_like(g)) for g, m in zip(g_leaves, m_leaves)])
-    u, inner_state = inner.update(masked_g, state.inner_state, params, **extra_args)
-    u_leaves = [jnp.where(m, x, zeros_like(x)) for x, m in zip(treedef.flatten_up_to(u), m_leaves)]
-    after = [jnp.where(m, (p + x).astype(p.dtype), zeros_like(p)) for p, x, m in zip(p_leaves, u_leaves, m_leaves)]
+    sparse_m = [m_leaves[i] for i in idx]
+    masked_g = list(g_leaves)
+    for i in idx:
+      masked_g[i] = jnp.where(m_leaves[i], g_leaves[i], jnp.zeros_like(g_leaves[i]))
+    u, inner_state = inner.update(jax.tree.unflatten(treedef, masked_g), state.inner_state, params, **extra_args)
+    u_leaves = treedef.flatten_up_to(u)
 
+    # The masks only (booleans) go through the conditional; the updates and the inner state are
+    # masked after it, the same arithmetic on every step, so no large buffer is copied through it.
     def regular(_):
-      return [m_leaves[i] for i in idx], [jnp.zeros(m_leaves[i].shape, bool) for i in idx], state.key
+      return sparse_m, sparse_m, state.key, state.active, state.density
 
     def topology(_):
+      after = [jnp.where(m_leaves[i], (p_leaves[i] + u_leaves[i]).astype(p_leaves[i].dtype),
+                         jnp.zeros_like(p_leaves[i])) for i in idx]
       k_use, k_next = jax.random.split(jax.random.wrap_key_data(state.key))
-      new, regrown = method.topology(step, [after[i] for i in idx], [g_leaves[i] for i in idx],
-                                     [m_leaves[i] for i in idx], k_use)
-      return list(new), list(regrown), jax.random.key_data(k_next)
+      new, regrown = method.topology(step, after, [g_leaves[i] for i in idx], sparse_m, k_use)
+      nnz = tuple(jnp.sum(m, dtype=jnp.int32) for m in new)
+      keep = [m & ~r for m, r in zip(new, regrown)]
+      return list(new), keep, jax.random.key_data(k_next), nnz, density_of(nnz, sizes)
 
     is_topology = method.is_topology(step)
-    new_sparse, regrown_sparse, next_key = jax.lax.cond(is_topology, topology, regular, None)
+    new_sparse, keep_sparse, next_key, nnz, density = jax.lax.cond(is_topology, topology, regular, None)
+    # Active entries take the inner update; the rest -param (exactly 0 after apply_updates; after the
+    # first update they are 0 already). Moments are zeroed outside `keep` (a no-op on regular steps,
+    # where they see zero gradients there): removed and regrown entries restart from zero moments.
+    out = list(u_leaves)
     new_m = list(m_leaves)
-    restart = [None] * len(p_leaves)
+    keep = [None] * len(p_leaves)
     for j, i in enumerate(idx):
-      new_m[i] = new_sparse[j]
-      restart[i] = regrown_sparse[j]
-    keep = [m if r is None else m & ~r for m, r in zip(new_m, restart)]
-    out = [jnp.where(k, x, (-p).astype(x.dtype)) for k, x, p in zip(keep, u_leaves, p_leaves)]
-    # A NaN or an infinity in a sparse leaf's gradient, masked or not, poisons every update: the
-    # masking would otherwise drop it silently (dense leaves carry theirs through the inner update).
-    finite = functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(g_leaves[i])) for i in idx], jnp.array(True))
-    out = [jnp.where(finite, x, jnp.asarray(jnp.nan, x.dtype)) if jnp.issubdtype(x.dtype, jnp.inexact) else x
-           for x in out]
-    inner_state = _trees.params_like_mapper(params)(inner_state, lambda x, i: jnp.where(keep[i], x, zeros_like(x)))
+      new_m[i], keep[i] = new_sparse[j], keep_sparse[j]
+      out[i] = jnp.where(keep[i], u_leaves[i], (-p_leaves[i]).astype(u_leaves[i].dtype))
+    inner_state = _trees.params_like_mapper(params)(
+        inner_state, lambda x, i: x if keep[i] is None else jnp.where(keep[i], x, jnp.zeros_like(x)))
     masks = jax.tree.unflatten(treedef, new_m)
-    sums = tuple(s + jnp.sum(m_leaves[i], dtype=jnp.float32) for s, i in zip(state.active_step_sum, idx))
+    # A NaN or an infinity in a sparse leaf's gradient, masked or not, must not vanish in the masking:
+    # it makes the first leaf's updates NaN (the parameters, then the loss, become non-finite).
+    finite = functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(g_leaves[i])) for i in idx], jnp.array(True))
+    first = idx[0]
+    out[first] = jnp.where(finite, out[first], jnp.asarray(jnp.nan, out[first].dtype))
+    sums = tuple(s + n.astype(jnp.float32) for s, n in zip(state.active_step_sum, state.active))
     return jax.tree.unflatten(treedef, out), SparseState(
-        count=step, masks=masks, inner_state=inner_state, key=next_key, density=density_of(masks, idx),
-        topology_steps=state.topology_steps + is_topology.astype(jnp.int32), active_step_sum=sums)
+        count=step, masks=masks, inner_state=inner_state, key=next_key, density=density,
+        topology_steps=state.topology_steps + is_topology.astype(jnp.int32), active=nnz, active_step_sum=sums)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -21,10 +21,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdyn import bayes
+from jaxdyn import bayes, sparsity
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-FAMILIES = ("jaxdyn.bayes", "jaxdyn.calibration", "jaxdyn.regularization", "jaxdyn.models", "jaxdyn.data")
+FAMILIES = ("jaxdyn.bayes", "jaxdyn.calibration", "jaxdyn.regularization", "jaxdyn.models", "jaxdyn.data",
+            "jaxdyn.sparsity")
 
 
 def _params(dtype=jnp.float32):
@@ -51,7 +52,19 @@ TRANSFORMS = {
              {"total_steps": 20, "update_every": 2}, None, None),
     "ssvi_sgd": (bayes.ssvi_sgd, {"learning_rate": 0.05, "total_steps": 20, "update_every": 2},
                  ({"learning_rate": 0.05, "total_steps": 20, "update_every": 2}, ()), "learning_rate"),
+    # The sparse-training wrappers, with a topology step every 2 updates.
+    "static_sparse": (lambda **kw: sparsity.static_sparse(optax.adam(1e-2), **kw),
+                      {"density": 0.3, "key": jax.random.key(1)}, None, None),
+    "gmp": (lambda **kw: sparsity.gmp(optax.sgd(0.1, momentum=0.9), **kw),
+            {"schedule": sparsity.PruningSchedule(final_density=0.2, end_step=8, update_every=2)}, None, None),
+    "rigl": (lambda **kw: sparsity.rigl(optax.adam(1e-2), **kw),
+             {"density": 0.3, "key": jax.random.key(1), "end_step": 8, "update_every": 2}, None, None),
+    "set_sparse": (lambda **kw: sparsity.set_sparse(optax.adam(1e-2), **kw),
+                   {"density": 0.3, "key": jax.random.key(1), "end_step": 8, "update_every": 2}, None, None),
+    "granet": (lambda **kw: sparsity.granet(optax.sgd(0.1, momentum=0.9), **kw),
+               {"schedule": sparsity.PruningSchedule(final_density=0.2, end_step=8, update_every=2)}, None, None),
 }
+SPARSE = ("static_sparse", "gmp", "rigl", "set_sparse", "granet")
 
 
 def _make(name):
@@ -103,6 +116,13 @@ def test_inside_chain_and_multisteps(name):
   p2, state = _run(multi, params, steps=4)
   assert int(state.gradient_step) == 2
   # Inactive entries stay exactly zero through both wrappers (the transform's masks hold).
+  if name in SPARSE:
+    for pp, st in ((p, _run(chained, params)[1]), (p2, state)):
+      masks = optax.tree_utils.tree_get(st, "masks")
+      for x, m in zip(jax.tree.leaves(pp), jax.tree.leaves(masks)):
+        if m.ndim:
+          np.testing.assert_array_equal(np.asarray(x)[~np.asarray(m)], 0.0)
+    return
   for pp in (p, p2):
     inactive = params["dense"]["kernel_rho"] == 0
     still_inactive = pp["dense"]["kernel_rho"] == 0
