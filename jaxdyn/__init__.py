@@ -7,6 +7,7 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
 - `jaxdyn.calibration`: RankMixup losses, calibration metrics, temperature scaling (Noh et al., ICCV 2023).
 - `jaxdyn.bayes`: sparse subspace variational inference, SSVI (Li et al., ICML 2024).
 - `jaxdyn.dynamics`: diffusion spectral entropy and mutual information (Liao, Liu et al., 2023).
+- `jaxdyn.sparsity`: sparse training (GraNet, GMP, SET, RigL), polarization sub-networks, NUPES.
 - `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
 """
 
