@@ -28,8 +28,9 @@ class Arm:
 class Expect:
   """An expected relation between two arms' seed-means of the claim's metric.
 
-  ``kind``: ``"greater"`` (a > b + margin), ``"less"`` (a < b - margin) or ``"within"``
-  (|a - b| <= margin).
+  ``kind``: ``"greater"`` (a > b + margin), ``"less"`` (a < b - margin), ``"within"``
+  (|a - b| <= margin) or ``"at_least"`` (a >= b - margin: at most ``margin`` worse, e.g. "under 1
+  point of accuracy lost").
   """
 
   kind: str
@@ -38,8 +39,8 @@ class Expect:
   margin: float = 0.0
 
   def __post_init__(self):
-    if self.kind not in ("greater", "less", "within"):
-      raise ValueError(f"kind: must be 'greater', 'less' or 'within', got {self.kind!r}")
+    if self.kind not in ("greater", "less", "within", "at_least"):
+      raise ValueError(f"kind: must be 'greater', 'less', 'within' or 'at_least', got {self.kind!r}")
     if self.margin < 0:
       raise ValueError(f"margin: must be >= 0, got {self.margin}")
 
@@ -49,12 +50,16 @@ class Expect:
       return a > b + self.margin
     if self.kind == "less":
       return a < b - self.margin
+    if self.kind == "at_least":
+      return a >= b - self.margin
     return abs(a - b) <= self.margin
 
   def describe(self, metric_name: str) -> str:
     rel = {"greater": ">", "less": "<", "within": "within"}[self.kind]
     if self.kind == "within":
       return f"{metric_name}({self.a}) within {self.margin:g} of {metric_name}({self.b})"
+    if self.kind == "at_least":
+      return f"{metric_name}({self.a}) >= {metric_name}({self.b}) - {self.margin:g}"
     m = f" by more than {self.margin:g}" if self.margin else ""
     return f"{metric_name}({self.a}) {rel} {metric_name}({self.b}){m}"
 

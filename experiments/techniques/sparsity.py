@@ -7,6 +7,12 @@ Registers
   (``config.seed``, the initial random masks) unless the config sets them. Windows are given as
   fractions of the run (``start_fraction``, ``end_fraction``) so one config serves any length;
   GraNet's CIFAR recipe prunes from epoch 0 to 110 of 160 (0.69), RigL updates until 0.75.
+- callback ``quantize_eval`` (NUPES, Yvinec et al. 2023): post-training quantization of the trained
+  reference CNN's kernels at each of ``bits`` by ``method`` (round-to-nearest, NUPES, AdaRound-style),
+  layer by layer on a calibration batch, and the test accuracy of each;
+- model ``gated_cnn``, objective ``polarization`` (CE + the polarization regularizer of the gates) and
+  callbacks ``subnetwork_eval`` (the extracted static sub-network's accuracy and size) and
+  ``magnitude_prune_eval`` (the baseline: filter-norm channel pruning of a trained CNN, fine-tuned);
 - callback ``sparsity_eval``: logs the density every ``every_steps``; at the end returns the
   density, active and total parameters, and the training and inference FLOPs by the mask against
   dense (`jaxdyn.sparsity.sparse_flops` / `training_flops`: what a sparse kernel would execute;
@@ -16,15 +22,27 @@ Registers
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
 from experiments.callbacks import Callback
 from experiments.registry import register
-from jaxdyn import _validation
+from experiments.techniques.models import signal_or_image
+from jaxdyn import _validation, models
+from jaxdyn.data import eval_batches
 from jaxdyn.sparsity import (
+    GatedCNN,
     PruningSchedule,
+    adaround_layer,
+    compression_report,
+    extract_subnetwork,
+    polarization_regularizer,
+    prune_channels_by_magnitude,
+    dequantize,
+    nupes_layer,
+    quantize_uniform,
     gmp,
     granet,
     mask_stats,
@@ -165,3 +183,229 @@ def _sparse_paths(params, masks):
       out.append((path_names(path), m))
   return out
 
+
+
+# --- post-training quantization (NUPES) -------------------------------------------------------------
+
+QUANT_METHODS = ("rtn", "nupes", "adaround")
+
+
+@register("capability", "reference_cnn")
+def is_reference_cnn(model) -> bool:
+  """the reference `jaxdyn.models.CNN` (its layers are walked in order for layer-wise calibration)"""
+  return isinstance(model, models.CNN)
+
+
+def cnn_layers(model: models.CNN, x):
+  """The layers of a `jaxdyn.models.CNN` in order, with each one's input: ``[(module, input, apply)]``.
+
+  ``apply(kernel, input)`` is the layer's linear map without its bias (what a per-layer calibration
+  reconstructs). The walk is checked against the model's own forward pass (to 1e-4), so a change to
+  `CNN` cannot silently desynchronise it.
+  """
+  d = model.spatial_dims
+  h = x[..., None] if x.ndim == d + 1 else x
+  dims = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}[d]
+  conv_apply = lambda w, a: jax.lax.conv_general_dilated(a, w, (1,) * d, "SAME", dimension_numbers=dims)  # noqa: E731
+  out, window = [], (2,) * d
+  for conv in model.convs:
+    out.append((conv, h, conv_apply))
+    h = nnx.max_pool(nnx.relu(conv(h)), window_shape=window, strides=window, padding="SAME")
+  h = jnp.mean(h, axis=tuple(range(1, 1 + d)))
+  out.append((model.dense, h, None))
+  h = nnx.relu(model.dense(h))
+  out.append((model.head, h, None))
+  logits = model.head(h)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(model(x, train=False)), rtol=1e-4, atol=1e-4,
+                             err_msg="cnn_layers: the walk no longer matches jaxdyn.models.CNN")
+  return out
+
+
+def quantize_cnn(model: models.CNN, x_calib, *, bits: int, method: str, steps: int = 200, seed: int = 0):
+  """Quantizes every kernel of a trained `CNN` in place, layer by layer in order.
+
+  Each layer is calibrated on its input under the layers already quantized before it (the
+  sequential protocol of AdaRound and NUPES): ``"rtn"`` rounds to nearest on the uniform grid,
+  ``"nupes"`` runs `jaxdyn.sparsity.nupes_layer` (exponent searched on the layer's output, then the
+  codes and the exponent optimised over the whole grid), ``"adaround"`` `adaround_layer`. Biases stay
+  in float.
+  """
+  _validation.check_choice("method", method, QUANT_METHODS)
+  for i in range(len(model.convs) + 2):
+    module, h, apply = cnn_layers(model, x_calib)[i]
+    w = module.kernel[...]
+    if method == "rtn":
+      qt = quantize_uniform(w, bits)
+    elif method == "nupes":
+      qt = nupes_layer(w, h, bits=bits, apply=apply, steps=steps, key=jax.random.key(seed + i))
+    else:
+      qt = adaround_layer(w, h, bits=bits, apply=apply, steps=steps, key=jax.random.key(seed + i))
+    module.kernel[...] = dequantize(qt).astype(w.dtype)
+  return model
+
+
+@register("callback", "quantize_eval", requires=("reference_cnn",), tiny={"bits": (4,), "steps": 2})
+class QuantizeEval(Callback):
+  """At the end: test accuracy of the trained CNN with its kernels quantized by ``method``.
+
+  ``on_end()`` returns ``float_accuracy`` and, per entry of ``bits``, ``acc_<b>bit`` (test
+  accuracy with every kernel on the b-bit grid, biases in float) and ``drop_<b>bit`` (the float
+  accuracy minus it). Calibration uses the first ``calibration_size`` training examples.
+  """
+
+  def __init__(self, *, method: str = "nupes", bits=(4, 3), calibration_size: int = 256, steps: int = 200,
+               seed: int = 0):
+    super().__init__(every_steps=1)
+    self.method = _validation.check_choice("method", method, QUANT_METHODS)
+    self.bits = tuple(_validation.check_int("bits", b, lower=2, upper=8) for b in bits)
+    self.calibration_size = _validation.check_int("calibration_size", calibration_size, lower=1)
+    self.steps = _validation.check_int("steps", steps, lower=1)
+    self.seed = _validation.check_int("seed", seed)
+
+  def on_step(self, step: int) -> None:
+    del step
+
+  def _accuracy(self, model) -> float:
+    correct = total = 0
+    predict = jax.jit(lambda x: model(x, train=False))
+    for b in eval_batches(self.ctx.dataset.eval, batch_size=self.ctx.config.eval_batch_size):
+      keep = b["mask"] > 0
+      pred = np.asarray(predict(b["x"])).argmax(-1)
+      correct += int((pred[keep] == b["y"][keep]).sum())
+      total += int(keep.sum())
+    return correct / total
+
+  def on_end(self) -> dict[str, float]:
+    x_calib = next(iter(eval_batches(self.ctx.dataset.train, batch_size=self.calibration_size)))["x"]
+    out = {"float_accuracy": self._accuracy(self.ctx.model())}
+    for b in self.bits:
+      model = quantize_cnn(self.ctx.model(), jnp.asarray(x_calib), bits=b, method=self.method, steps=self.steps,
+                           seed=self.seed)
+      out[f"acc_{b}bit"] = self._accuracy(model)
+      out[f"drop_{b}bit"] = out["float_accuracy"] - out[f"acc_{b}bit"]
+    return out
+
+
+# --- polarization sub-networks -----------------------------------------------------------------------
+
+
+@register("capability", "gated")
+def is_gated(model) -> bool:
+  """a `jaxdyn.sparsity.GatedCNN`: per-channel binary gates on each conv block"""
+  return isinstance(model, GatedCNN)
+
+
+@register("model", "gated_cnn", tiny={"channels": (4,), "hidden": 8, "gate_hidden": 4})
+def gated_cnn(input_shape, num_classes, rngs, **kwargs):
+  """`jaxdyn.sparsity.GatedCNN`: the reference CNN with a channel gate on each conv block."""
+  spatial, cin = signal_or_image(input_shape, "gated_cnn")
+  return GatedCNN(cin, num_classes, spatial_dims=spatial, rngs=rngs, **kwargs)
+
+
+@register("objective", "polarization", requires=("gated",))
+def polarization(model, batch, *, key, target_sparsity: float = 0.5, weight: float = 1.0,
+                 polarization_weight: float = 1.0, consensus_weight: float = 2.0, sparsity_weight: float = 2.0):
+  """CE + weight * `jaxdyn.sparsity.polarization_regularizer` of the gates (one training pass).
+
+  Logs ``kept_fraction`` (the mean binary gate over the batch and the blocks) and ``regularizer``.
+  """
+  weight = _validation.check_real("weight", weight, lower=0.0)
+  logits, gates = model(batch["x"], train=True, key=key, return_gates=True)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+  reg = polarization_regularizer(gates, target_sparsity=target_sparsity, polarization_weight=polarization_weight,
+                                 consensus_weight=consensus_weight, sparsity_weight=sparsity_weight)
+  kept = jnp.mean(jnp.stack([jnp.mean(g > 0.5) for g in gates]))
+  return ce + weight * reg, {"logits": logits, "kept_fraction": kept, "regularizer": reg}
+
+
+def _accuracy(model, dataset, batch_size: int) -> float:
+  predict = jax.jit(lambda x: model(x, train=False))
+  correct = total = 0
+  for b in eval_batches(dataset.eval, batch_size=batch_size):
+    keep = b["mask"] > 0
+    correct += int((np.asarray(predict(b["x"])).argmax(-1)[keep] == b["y"][keep]).sum())
+    total += int(keep.sum())
+  return correct / total
+
+
+def _calibration(dataset, size: int) -> jax.Array:
+  return jnp.asarray(next(iter(eval_batches(dataset.train, batch_size=size)))["x"])
+
+
+@register("callback", "subnetwork_eval", requires=("gated",))
+class SubnetworkEval(Callback):
+  """At the end: the static sub-network of a `GatedCNN`, extracted from one training pass.
+
+  A channel is kept when its gate is on for at least ``quorum`` of ``calibration_size`` training
+  examples (`jaxdyn.sparsity.extract_subnetwork`); the gating modules are removed and the pruned
+  channels are physically gone. ``on_end()`` returns ``subnet_accuracy`` (test accuracy of the
+  extracted `jaxdyn.models.CNN`), ``gated_accuracy`` (the gated network), ``channel_fraction`` and
+  ``flop_fraction`` (kept over dense, `compression_report`).
+  """
+
+  def __init__(self, *, calibration_size: int = 512, quorum: float = 0.5):
+    super().__init__(every_steps=1)
+    self.calibration_size = _validation.check_int("calibration_size", calibration_size, lower=1)
+    self.quorum = _validation.check_real("quorum", quorum, lower=0.0, lower_open=True, upper=1.0)
+
+  def on_step(self, step: int) -> None:
+    del step
+
+  def on_end(self) -> dict[str, float]:
+    model, ds, bs = self.ctx.model(), self.ctx.dataset, self.ctx.config.eval_batch_size
+    x = _calibration(ds, self.calibration_size)
+    sub = extract_subnetwork(model, x, quorum=self.quorum)
+    rep = compression_report(model, sub, x[:1])
+    return {"subnet_accuracy": _accuracy(sub, ds, bs), "gated_accuracy": _accuracy(model, ds, bs),
+            "channel_fraction": rep.channel_fraction, "flop_fraction": rep.flops / rep.dense_flops}
+
+
+@register("callback", "magnitude_prune_eval", requires=("reference_cnn",), tiny={"finetune_steps": 2})
+class MagnitudePruneEval(Callback):
+  """At the end: the trained CNN pruned to ``keep_fraction`` of each block's channels by filter L1 norm
+  (`jaxdyn.sparsity.prune_channels_by_magnitude`), then fine-tuned for ``finetune_steps`` Adam steps
+  at ``learning_rate`` on the training set (batches of the run's size, in order, cycling). The
+  baseline of the polarization claim at the same FLOPs. ``on_end()`` returns ``pruned_accuracy``
+  (before fine-tuning), ``finetuned_accuracy``, ``channel_fraction`` and ``flop_fraction``.
+  """
+
+  def __init__(self, *, keep_fraction: float = 0.5, finetune_steps: int = 300, learning_rate: float = 1e-3):
+    super().__init__(every_steps=1)
+    self.keep_fraction = _validation.check_real("keep_fraction", keep_fraction, lower=0.0, lower_open=True,
+                                                upper=1.0)
+    self.finetune_steps = _validation.check_int("finetune_steps", finetune_steps, lower=0)
+    self.learning_rate = _validation.check_real("learning_rate", learning_rate, lower=0.0, lower_open=True)
+
+  def on_step(self, step: int) -> None:
+    del step
+
+  def on_end(self) -> dict[str, float]:
+    model, ds, c = self.ctx.model(), self.ctx.dataset, self.ctx.config
+    pruned = prune_channels_by_magnitude(model, self.keep_fraction)
+    x0 = _calibration(ds, 1)
+    rep = compression_report(model, pruned, x0)
+    out = {"pruned_accuracy": _accuracy(pruned, ds, c.eval_batch_size), "channel_fraction": rep.channel_fraction,
+           "flop_fraction": rep.flops / rep.dense_flops}
+    graphdef, params = nnx.split(pruned, nnx.Param)
+    tx = optax.adam(self.learning_rate)
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+      def loss_fn(p):
+        logits = nnx.merge(graphdef, p)(x, train=False)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      grads = jax.grad(loss_fn)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+    opt_state, done = tx.init(params), 0
+    while done < self.finetune_steps:
+      for b in eval_batches(ds.train, batch_size=c.batch_size):
+        if done == self.finetune_steps:
+          break
+        if b["mask"].min() == 0:  # the padded last batch
+          continue
+        params, opt_state = step(params, opt_state, b["x"], b["y"])
+        done += 1
+    out["finetuned_accuracy"] = _accuracy(nnx.merge(graphdef, params), ds, c.eval_batch_size)
+    return out

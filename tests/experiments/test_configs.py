@@ -84,6 +84,9 @@ def test_expectations():
   assert claims_lib.Expect("less", "y", "x").holds(means)
   assert claims_lib.Expect("within", "x", "y", 0.25).holds(means)
   assert not claims_lib.Expect("within", "x", "y", 0.1).holds(means)
+  assert claims_lib.Expect("at_least", "y", "x", 0.2).holds(means)  # at most 0.2 worse
+  assert not claims_lib.Expect("at_least", "y", "x", 0.1).holds(means)
+  assert claims_lib.Expect("at_least", "x", "y").holds(means)
   with pytest.raises(ValueError, match="kind"):
     claims_lib.Expect("bigger", "x", "y")
   with pytest.raises(ValueError, match="overrides: unknown config key 'optimizer.lr'"):

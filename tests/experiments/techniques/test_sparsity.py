@@ -59,3 +59,19 @@ def test_sparsity_eval_counts(tmp_path):
   assert res["final_active_params"] == 200 + 26 and res["final_total_params"] == 826
   assert res["final_train_flop_ratio"] == pytest.approx(0.25, rel=1e-6)  # static masks: the density
   assert res["final_inference_flop_ratio"] == pytest.approx(0.25, abs=0.01)
+
+
+def test_quantize_cnn_rtn_is_per_kernel_round_to_nearest_and_the_walk_matches_the_model():
+  from flax import nnx
+
+  from experiments.techniques.sparsity import cnn_layers, quantize_cnn
+  from jaxdyn import models
+  from jaxdyn.sparsity import dequantize, quantize_uniform
+  model = models.CNN(1, 10, spatial_dims=1, channels=(4, 8), hidden=16, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (16, 40))
+  layers = cnn_layers(model, x)  # asserts the walk reproduces model(x)
+  assert [m for m, _, _ in layers] == [*model.convs, model.dense, model.head]
+  kernels = [np.asarray(m.kernel[...]) for m, _, _ in layers]
+  quantize_cnn(model, x, bits=3, method="rtn")
+  for (m, _, _), w in zip(cnn_layers(model, x), kernels):
+    np.testing.assert_array_equal(np.asarray(m.kernel[...]), np.asarray(dequantize(quantize_uniform(w, 3))))
