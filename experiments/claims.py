@@ -55,7 +55,7 @@ class Expect:
     return abs(a - b) <= self.margin
 
   def describe(self, metric_name: str) -> str:
-    rel = {"greater": ">", "less": "<", "within": "within"}[self.kind]
+    rel = {"greater": ">", "less": "<", "within": "within", "at_least": ">="}[self.kind]
     if self.kind == "within":
       return f"{metric_name}({self.a}) within {self.margin:g} of {metric_name}({self.b})"
     if self.kind == "at_least":

@@ -87,6 +87,7 @@ def test_expectations():
   assert claims_lib.Expect("at_least", "y", "x", 0.2).holds(means)  # at most 0.2 worse
   assert not claims_lib.Expect("at_least", "y", "x", 0.1).holds(means)
   assert claims_lib.Expect("at_least", "x", "y").holds(means)
+  assert claims_lib.Expect("at_least", "y", "x", 0.01).describe("acc") == "acc(y) >= acc(x) - 0.01"
   with pytest.raises(ValueError, match="kind"):
     claims_lib.Expect("bigger", "x", "y")
   with pytest.raises(ValueError, match="overrides: unknown config key 'optimizer.lr'"):

@@ -23,16 +23,20 @@ c.log_every_steps = 1
 c.eval_every_steps = 50
 c.checkpoint_every_steps = 50
 c.sharding = sys.argv[2]
+if len(sys.argv) > 3 and sys.argv[3] == "granet":  # masks sharded like the params under fsdp
+  c.transforms = ({"name": "granet", "final_density": 0.2, "update_every": 10, "end_fraction": 0.8},)
+  c.callbacks = ({"name": "sparsity_eval", "every_steps": 10},)
 res = train_and_evaluate(c, sys.argv[1])
-print(json.dumps({"devices": jax.device_count(), "eval_loss": res["eval_loss"]}))
+print(json.dumps({"devices": jax.device_count(), "eval_loss": res["eval_loss"],
+                  "density": res.get("final_density")}))
 """
 
 
-def _run(tmp_path, devices, mode):
-  wd = tmp_path / f"{devices}_{mode}"
+def _run(tmp_path, devices, mode, extra=()):
+  wd = tmp_path / f"{devices}_{mode}_{'_'.join(extra)}"
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", _RUN, str(wd), mode], cwd=REPO, env=env,
+  out = subprocess.run([sys.executable, "-c", _RUN, str(wd), mode, *extra], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   info = json.loads(out.stdout.strip().splitlines()[-1])
@@ -40,7 +44,7 @@ def _run(tmp_path, devices, mode):
   rows = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().splitlines()]
   losses = [r["train_loss"] for r in rows if "train_loss" in r]
   assert len(losses) == 50
-  return np.array(losses), info["eval_loss"]
+  return (np.array(losses), info["eval_loss"], info["density"]) if extra else (np.array(losses), info["eval_loss"])
 
 
 @pytest.mark.slow
@@ -64,3 +68,15 @@ def test_fsdp_spec_splits_the_largest_divisible_axis():
   assert sharding.fsdp_spec((7, 5), 8) == P()
   assert sharding.fsdp_spec((), 8) == P()
   assert sharding.fsdp_spec((64,), 1) == P()
+
+
+@pytest.mark.slow
+def test_granet_one_device_equals_eight_devices_fsdp(tmp_path):
+  # GraNet's masks and its optimizer state are sharded like the params (fsdp); mask updates at steps
+  # 10, 20, 30, 40 rank magnitudes across all shards. The same trajectory, and the same final density.
+  base, base_eval, base_density = _run(tmp_path, 1, "data", ("granet",))
+  losses, ev, density = _run(tmp_path, 8, "fsdp", ("granet",))
+  np.testing.assert_allclose(losses[:10], base[:10], rtol=0, atol=1e-5)
+  np.testing.assert_allclose(losses, base, rtol=1e-3, atol=0)
+  np.testing.assert_allclose(ev, base_eval, rtol=1e-3, atol=0)
+  assert density == base_density and abs(density - 0.2) < 1e-3
