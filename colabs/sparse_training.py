@@ -89,7 +89,7 @@ from experiments import notebooks
 SMALL = notebooks.runtime_settings()
 
 # %%
-STEPS = 150 if SMALL else granet_mnist1d.STEPS
+STEPS = 60 if SMALL else granet_mnist1d.STEPS
 DENSITY = 0.1
 METHODS = ("granet", "gmp") if SMALL else granet_mnist1d.METHODS
 

@@ -32,6 +32,7 @@ def get_config(arm: str = "granet"):
     raise ValueError(f"arm: must be one of {ARMS}, got {arm!r}")
   c = _cifar10.get_config(model="resnet18", steps_per_epoch=STEPS_PER_EPOCH, epochs=EPOCHS, learning_rate=0.1,
                           weight_decay=5e-4, schedule="piecewise")
+  c.model_kwargs = {}
   c.optimizer.boundaries = (80 * STEPS_PER_EPOCH, 120 * STEPS_PER_EPOCH)
   c.optimizer.decay = 0.1
   window = {"start_fraction": 0.0, "end_fraction": 110 / EPOCHS}

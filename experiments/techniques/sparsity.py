@@ -244,7 +244,8 @@ def quantize_cnn(model: models.CNN, x_calib, *, bits: int, method: str, steps: i
   return model
 
 
-@register("callback", "quantize_eval", requires=("reference_cnn",), tiny={"bits": (4,), "steps": 2})
+@register("callback", "quantize_eval", requires=("reference_cnn",),
+          tiny={"method": "rtn", "bits": (4,), "calibration_size": 32})
 class QuantizeEval(Callback):
   """At the end: test accuracy of the trained CNN with its kernels quantized by ``method``.
 

@@ -44,6 +44,10 @@ def shrink(config):
       cb["every_steps"] = 3
     if "probe_size" in cb:  # measurement callbacks: a small probe (their own tests check the numbers)
       cb["probe_size"] = 64
+    if cb.get("name") == "quantize_eval":  # one bit width, a few optimisation steps, a small calibration set
+      cb.update(bits=tuple(cb.get("bits", (4,)))[:1], steps=2, calibration_size=32)
+    if "finetune_steps" in cb:
+      cb["finetune_steps"] = 2
     callbacks.append(cb)
   config.callbacks = tuple(callbacks)
   return config
