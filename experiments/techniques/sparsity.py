@@ -31,6 +31,7 @@ from experiments.callbacks import Callback
 from experiments.registry import register
 from experiments.techniques.models import signal_or_image
 from jaxdyn import _validation, models
+from jaxdyn._trees import path_names
 from jaxdyn.data import eval_batches
 from jaxdyn.sparsity import (
     GatedCNN,
@@ -175,7 +176,6 @@ class SparsityEval(Callback):
 
 
 def _sparse_paths(params, masks):
-  from jaxdyn._trees import path_names  # pylint: disable=import-outside-toplevel
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   out = []
   for (path, _), m in zip(flat, treedef.flatten_up_to(masks)):
@@ -244,6 +244,20 @@ def quantize_cnn(model: models.CNN, x_calib, *, bits: int, method: str, steps: i
   return model
 
 
+def _accuracy(model, dataset, batch_size: int) -> float:
+  predict = jax.jit(lambda x: model(x, train=False))
+  correct = total = 0
+  for b in eval_batches(dataset.eval, batch_size=batch_size):
+    keep = b["mask"] > 0
+    correct += int((np.asarray(predict(b["x"])).argmax(-1)[keep] == b["y"][keep]).sum())
+    total += int(keep.sum())
+  return correct / total
+
+
+def _calibration(dataset, size: int) -> jax.Array:
+  return jnp.asarray(next(iter(eval_batches(dataset.train, batch_size=size)))["x"])
+
+
 @register("callback", "quantize_eval", requires=("reference_cnn",),
           tiny={"method": "rtn", "bits": (4,), "calibration_size": 32})
 class QuantizeEval(Callback):
@@ -266,23 +280,13 @@ class QuantizeEval(Callback):
   def on_step(self, step: int) -> None:
     del step
 
-  def _accuracy(self, model) -> float:
-    correct = total = 0
-    predict = jax.jit(lambda x: model(x, train=False))
-    for b in eval_batches(self.ctx.dataset.eval, batch_size=self.ctx.config.eval_batch_size):
-      keep = b["mask"] > 0
-      pred = np.asarray(predict(b["x"])).argmax(-1)
-      correct += int((pred[keep] == b["y"][keep]).sum())
-      total += int(keep.sum())
-    return correct / total
-
   def on_end(self) -> dict[str, float]:
-    x_calib = next(iter(eval_batches(self.ctx.dataset.train, batch_size=self.calibration_size)))["x"]
-    out = {"float_accuracy": self._accuracy(self.ctx.model())}
+    ds, batch_size = self.ctx.dataset, self.ctx.config.eval_batch_size
+    x_calib = _calibration(ds, self.calibration_size)
+    out = {"float_accuracy": _accuracy(self.ctx.model(), ds, batch_size)}
     for b in self.bits:
-      model = quantize_cnn(self.ctx.model(), jnp.asarray(x_calib), bits=b, method=self.method, steps=self.steps,
-                           seed=self.seed)
-      out[f"acc_{b}bit"] = self._accuracy(model)
+      model = quantize_cnn(self.ctx.model(), x_calib, bits=b, method=self.method, steps=self.steps, seed=self.seed)
+      out[f"acc_{b}bit"] = _accuracy(model, ds, batch_size)
       out[f"drop_{b}bit"] = out["float_accuracy"] - out[f"acc_{b}bit"]
     return out
 
@@ -317,20 +321,6 @@ def polarization(model, batch, *, key, target_sparsity: float = 0.5, weight: flo
                                  consensus_weight=consensus_weight, sparsity_weight=sparsity_weight)
   kept = jnp.mean(jnp.stack([jnp.mean(g > 0.5) for g in gates]))
   return ce + weight * reg, {"logits": logits, "kept_fraction": kept, "regularizer": reg}
-
-
-def _accuracy(model, dataset, batch_size: int) -> float:
-  predict = jax.jit(lambda x: model(x, train=False))
-  correct = total = 0
-  for b in eval_batches(dataset.eval, batch_size=batch_size):
-    keep = b["mask"] > 0
-    correct += int((np.asarray(predict(b["x"])).argmax(-1)[keep] == b["y"][keep]).sum())
-    total += int(keep.sum())
-  return correct / total
-
-
-def _calibration(dataset, size: int) -> jax.Array:
-  return jnp.asarray(next(iter(eval_batches(dataset.train, batch_size=size)))["x"])
 
 
 @register("callback", "subnetwork_eval", requires=("gated",))

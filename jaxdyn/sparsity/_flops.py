@@ -21,6 +21,7 @@ import numpy as np
 from jax.extend import core as jex_core
 
 from jaxdyn import _trees, _validation
+from jaxdyn.sparsity._masks import _find_masks
 
 __all__ = ["LayerFlops", "sparse_flops", "training_flops"]
 
@@ -114,7 +115,6 @@ def sparse_flops(apply_fn: Callable[[Any, jax.Array], Any], params: Any, masks: 
     >>> sparse_flops(lambda p, x: x @ p["w"], params, masks, np.ones((2, 8), np.float32))
     [LayerFlops(path='w', dense=64.0, density=0.25)]
   """
-  from jaxdyn.sparsity._masks import _find_masks  # pylint: disable=import-outside-toplevel
   if not callable(apply_fn):
     raise TypeError(f"apply_fn: must be a callable (params, x) -> outputs, got {type(apply_fn).__name__}")
   masks = _find_masks(masks, params)

@@ -197,13 +197,11 @@ def test_official_compat_dropped_and_regrown_weights_keep_their_values():
 
 def test_official_compat_death_rate_decays_over_the_run():
   from jaxdyn.sparsity import DropSchedule
-  sched = PruningSchedule(final_density=0.2, start_step=100, end_step=300, update_every=100)
   # Paper: over [t0, tf]; at tf the rate is r_min. Code: over the whole run T = 1000.
   paper = DropSchedule(end_step=300, start_step=100, drop_fraction=0.5, min_fraction=0.005, update_every=100)
   code = DropSchedule(end_step=1000, drop_fraction=0.5, min_fraction=0.005, update_every=100)
   assert float(paper.fraction(300)) == pytest.approx(0.005)
   assert float(code.fraction(300)) == pytest.approx(0.005 + 0.495 * 0.5 * (1 + np.cos(np.pi * 0.3)), rel=1e-6)
-  del sched
 
 
 def test_masked_entries_stay_exactly_zero_through_adam_and_momentum():
@@ -258,8 +256,7 @@ def test_static_masks_never_change_and_a_chain_after_the_wrapper_breaks_nothing_
 def test_granet_sparse_to_sparse_starts_from_erk_masks():
   sched = PruningSchedule(final_density=0.05, init_density=0.3, end_step=20, update_every=5)
   tx = granet(optax.sgd(0.01), schedule=sched, key=jax.random.key(0))
-  assert mask_stats(tx.init(_params())["masks"] if False else tx.init(_params()).masks)["sparse_active"] == round(
-      0.3 * N_SPARSE)
+  assert mask_stats(tx.init(_params()).masks)["sparse_active"] == round(0.3 * N_SPARSE)
   with pytest.raises(ValueError, match="key:"):
     granet(optax.sgd(0.01), schedule=sched)
 
