@@ -1,10 +1,17 @@
 """Sparse-training overhead: GraNet-wrapped Adam against plain Adam on the default MNIST-1D CNN.
 
 Both train steps (forward, backward, update) are jitted on the default config's CNN (channels 32, 64,
-hidden 128, batch 128), compiled and warmed up, then run in alternating blocks of ``--block`` steps
-(plain, GraNet, plain, ...). GraNet's mask update runs every dT = 100 steps inside the step (its
+hidden 128, batch 128), compiled and warmed up, then run in paired rounds of blocks of ``--block``
+steps in ABBA order. GraNet's mask update runs every dT = 100 steps inside the step (its
 ``lax.cond``), so each block of 100 steps holds exactly one: the ratio includes the periodic work.
-The medians of the per-block times are compared, so machine load affects both alike.
+The printed ratio is the median over rounds of each round's paired ratio.
+
+Measured here (2 cores, 2026-11-30; the model has 16k parameters and a step takes about 3 ms, so the
+wrapper's cost is a fixed number of small XLA operations, about 0.2-0.4 ms): three runs gave
+sparse_step_ratio = 1.09, 1.17, 1.08, with per-round quartiles spanning 1.00-1.22 in each run: the
+goal of <= 1.10 is met in some runs and not others. Taking the finiteness check out of the step
+(non-finite gradients now propagate through the masking products instead) removed about 7% of the
+step; removing the topology ``lax.cond`` entirely changes the ratio by less than the noise.
 
 Run: .venv/bin/python benchmarks/sparse_overhead.py   (the last line is machine-readable; goal <= 1.10)
 """
@@ -40,13 +47,13 @@ def make_step(graphdef, tx):
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--block", type=int, default=100, help="steps per timed block (one mask update each)")
-  ap.add_argument("--rounds", type=int, default=7)
+  ap.add_argument("--rounds", type=int, default=12)
   args = ap.parse_args()
   model = models.CNN(1, 10, spatial_dims=1, channels=(32, 64), hidden=128, rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model, nnx.Param)
   x = jax.random.normal(jax.random.key(1), (128, 40))
   y = jax.random.randint(jax.random.key(2), (128,), 0, 10)
-  total = args.block * (args.rounds + 1)
+  total = args.block * (2 * args.rounds + 1)
   sched = PruningSchedule(final_density=0.1, start_step=0, end_step=total, update_every=100)
   arms = {"adam": optax.adam(1e-3), "granet": granet(optax.adam(1e-3), schedule=sched)}
   runs = {}
@@ -65,16 +72,27 @@ def main():
 
   for name in arms:  # compile and warm up (the first block includes one mask update too)
     block(name)
+  # Paired rounds in ABBA order (plain, GraNet, GraNet, plain, then the reverse): each round's ratio
+  # compares blocks run back to back, so a slow drift of the machine's speed cancels, and the median
+  # over rounds drops the rounds that another process interrupted.
   times = {name: [] for name in arms}
-  for _ in range(args.rounds):
+  ratios = []
+  for r in range(args.rounds):
+    order = ["adam", "granet", "granet", "adam"] if r % 2 == 0 else ["granet", "adam", "adam", "granet"]
+    t = {name: 0.0 for name in arms}
+    for name in order:
+      t[name] += block(name)
     for name in arms:
-      times[name].append(block(name))
+      times[name].append(t[name] / 2)
+    ratios.append(t["granet"] / t["adam"])
   med = {name: statistics.median(t) for name, t in times.items()}
   for name in arms:
-    print(f"{name:8s} median {1e3 * med[name] / args.block:7.3f} ms/step over {args.rounds} blocks of {args.block}")
+    print(f"{name:8s} median {1e3 * med[name] / args.block:7.3f} ms/step over {args.rounds} rounds of 2 x {args.block}")
   density = float(runs["granet"][2].density)
-  print(f"granet density after {args.block * (args.rounds + 1)} steps: {density:.3f}")
-  print(f"sparse_step_ratio={med['granet'] / med['adam']:.3f}")
+  q = statistics.quantiles(ratios, n=4)
+  print(f"granet density after {args.block * (2 * args.rounds + 1)} steps: {density:.3f}")
+  print(f"paired ratio per round: quartiles {q[0]:.3f} {q[1]:.3f} {q[2]:.3f}")
+  print(f"sparse_step_ratio={statistics.median(ratios):.3f}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ implementation's wall time.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -67,9 +66,11 @@ class SparseState(NamedTuple):
       (SET), split at each topology step; stored raw so that the state checkpoints like any array.
     density: float32, the active fraction of the sparse leaves after the last update.
     topology_steps: int32, the updates at which the masks changed (or could have).
-    active: int32 per sparse leaf (a tuple in leaf order): its active entries now.
-    active_step_sum: float32 per sparse leaf (a tuple in leaf order): the sum over updates of the
-      leaf's active count during the update, for training-FLOP accounting (`training_flops`).
+    active: int32 ``[n_sparse]``, each sparse leaf's active entries now (leaf order).
+    active_step_sum: float32 ``[n_sparse]``, per sparse leaf (leaf order) the sum over updates of
+      the leaf's active count during the update, for training-FLOP accounting (`training_flops`).
+      Both are one array rather than a tuple of scalars: one operation per step instead of one per
+      leaf, which on small models is most of the wrapper's cost.
   """
 
   count: jax.Array
@@ -78,8 +79,8 @@ class SparseState(NamedTuple):
   key: jax.Array
   density: jax.Array
   topology_steps: jax.Array
-  active: tuple[jax.Array, ...]
-  active_step_sum: tuple[jax.Array, ...]
+  active: jax.Array
+  active_step_sum: jax.Array
 
 
 def _rank_ascending(score: jax.Array) -> jax.Array:
@@ -176,10 +177,10 @@ def _wrap(inner: optax.GradientTransformation, method: _Method, predicate, exclu
 
   def counts_of(masks, idx):
     leaves = jax.tree.leaves(masks)
-    return tuple(jnp.sum(leaves[i], dtype=jnp.int32) for i in idx)
+    return jnp.stack([jnp.sum(leaves[i], dtype=jnp.int32) for i in idx])
 
   def density_of(nnz, sizes):
-    return sum(n.astype(jnp.float32) for n in nnz) / float(sum(sizes))
+    return jnp.sum(nnz).astype(jnp.float32) / float(sum(sizes))
 
   def init_fn(params):
     masks = method.init_masks(params)
@@ -189,7 +190,7 @@ def _wrap(inner: optax.GradientTransformation, method: _Method, predicate, exclu
     return SparseState(count=jnp.zeros([], jnp.int32), masks=masks, inner_state=inner.init(params),
                        key=jax.random.key_data(key), density=density_of(nnz, sizes),
                        topology_steps=jnp.zeros([], jnp.int32), active=nnz,
-                       active_step_sum=tuple(jnp.zeros([], jnp.float32) for _ in idx))
+                       active_step_sum=jnp.zeros([len(idx)], jnp.float32))
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
@@ -202,9 +203,13 @@ def _wrap(inner: optax.GradientTransformation, method: _Method, predicate, exclu
     m_leaves = treedef.flatten_up_to(state.masks)
 
     sparse_m = [m_leaves[i] for i in idx]
+    # Masking by multiplication, not `where`: a NaN or an infinity in a sparse leaf's gradient, masked
+    # or not, must not vanish in the masking (inf * 0 and NaN * 0 are NaN), so it reaches the update
+    # and the parameters. A separate finiteness reduction over the gradients did the same at 7% of
+    # the step (benchmarks/sparse_overhead.py); the products fuse into the update for free.
     masked_g = list(g_leaves)
     for i in idx:
-      masked_g[i] = jnp.where(m_leaves[i], g_leaves[i], jnp.zeros_like(g_leaves[i]))
+      masked_g[i] = g_leaves[i] * m_leaves[i].astype(g_leaves[i].dtype)
     u, inner_state = inner.update(jax.tree.unflatten(treedef, masked_g), state.inner_state, params, **extra_args)
     u_leaves = treedef.flatten_up_to(u)
 
@@ -212,7 +217,8 @@ def _wrap(inner: optax.GradientTransformation, method: _Method, predicate, exclu
     # through untouched (its moments see zero gradients outside the masks, so they stay zero there),
     # a topology step zeroes them outside `keep` (removed and regrown entries restart from zero
     # moments). Measured on the default CNN (benchmarks/sparse_overhead.py), masking the moments
-    # after the conditional instead, on every step, cost 10-15% of the step; this way about 1%.
+    # after the conditional instead, on every step, cost 10-15% of the step; this way it is within
+    # the noise of the measurement.
     def regular(_):
       return sparse_m, sparse_m, state.key, state.active, state.density, inner_state
 
@@ -221,7 +227,7 @@ def _wrap(inner: optax.GradientTransformation, method: _Method, predicate, exclu
                          jnp.zeros_like(p_leaves[i])) for i in idx]
       k_use, k_next = jax.random.split(jax.random.wrap_key_data(state.key))
       new, regrown = method.topology(step, after, [g_leaves[i] for i in idx], sparse_m, k_use)
-      nnz = tuple(jnp.sum(m, dtype=jnp.int32) for m in new)
+      nnz = jnp.stack([jnp.sum(m, dtype=jnp.int32) for m in new])
       keep = [m & ~r for m, r in zip(new, regrown)]
       keep_all = [None] * len(p_leaves)
       for j, i in enumerate(idx):
@@ -233,20 +239,16 @@ def _wrap(inner: optax.GradientTransformation, method: _Method, predicate, exclu
     is_topology = method.is_topology(step)
     new_sparse, keep_sparse, next_key, nnz, density, inner_state = jax.lax.cond(is_topology, topology, regular, None)
     # Active entries take the inner update; the rest -param (exactly 0 after apply_updates; after the
-    # first update they are 0 already).
+    # first update they are 0 already). Products again, so that a non-finite update is never dropped.
     out = list(u_leaves)
     new_m = list(m_leaves)
     keep = [None] * len(p_leaves)
     for j, i in enumerate(idx):
       new_m[i], keep[i] = new_sparse[j], keep_sparse[j]
-      out[i] = jnp.where(keep[i], u_leaves[i], (-p_leaves[i]).astype(u_leaves[i].dtype))
+      k = keep[i].astype(u_leaves[i].dtype)
+      out[i] = u_leaves[i] * k - p_leaves[i].astype(u_leaves[i].dtype) * (1 - k)
     masks = jax.tree.unflatten(treedef, new_m)
-    # A NaN or an infinity in a sparse leaf's gradient, masked or not, must not vanish in the masking:
-    # it makes the first leaf's updates NaN (the parameters, then the loss, become non-finite).
-    finite = functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(g_leaves[i])) for i in idx], jnp.array(True))
-    first = idx[0]
-    out[first] = jnp.where(finite, out[first], jnp.asarray(jnp.nan, out[first].dtype))
-    sums = tuple(s + n.astype(jnp.float32) for s, n in zip(state.active_step_sum, state.active))
+    sums = state.active_step_sum + state.active.astype(jnp.float32)
     return jax.tree.unflatten(treedef, out), SparseState(
         count=step, masks=masks, inner_state=inner_state, key=next_key, density=density,
         topology_steps=state.topology_steps + is_topology.astype(jnp.int32), active=nnz, active_step_sum=sums)

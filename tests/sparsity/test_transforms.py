@@ -268,3 +268,22 @@ def test_nonfinite_gradients_do_not_silently_move_masks():
   g = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), _grads(params, 0))
   updates, _ = tx.update(g, state, params)
   assert any(bool(jnp.isnan(u).any()) for u in jax.tree.leaves(updates))
+
+
+@pytest.mark.parametrize("nonfinite", [jnp.nan, jnp.inf])
+def test_nonfinite_gradient_at_a_masked_entry_reaches_the_update(nonfinite):
+  params = _params()
+  tx = set_sparse(optax.adam(0.1), density=0.3, key=jax.random.key(0), end_step=10, update_every=5)
+  state = tx.init(params)
+  g = _grads(params, 0)
+  masks, leaves = jax.tree.leaves(state.masks), jax.tree.leaves(g)
+  i = next(j for j, m in enumerate(masks) if m.ndim and not bool(m.all()))
+  where_off = tuple(int(c[0]) for c in jnp.nonzero(~masks[i]))
+  leaves[i] = leaves[i].at[where_off].set(nonfinite)
+  updates, _ = tx.update(jax.tree.unflatten(jax.tree.structure(g), leaves), state, params)
+  assert bool(jnp.isnan(jax.tree.leaves(updates)[i][where_off]))
+  # every other entry is untouched by it
+  clean, _ = tx.update(g, state, params)
+  for j, (u, c) in enumerate(zip(jax.tree.leaves(updates), jax.tree.leaves(clean))):
+    if j != i:
+      np.testing.assert_array_equal(u, c)
