@@ -8,9 +8,9 @@ Registers
   fractions of the run (``start_fraction``, ``end_fraction``) so one config serves any length;
   GraNet's CIFAR recipe prunes from epoch 0 to 110 of 160 (0.69), RigL updates until 0.75.
 - callback ``quantize_eval`` (NUPES, Yvinec et al. 2023): post-training quantization of the trained
-  reference CNN's kernels at each of ``bits`` by ``method`` (round-to-nearest, NUPES, AdaRound-style),
+  model's kernels (any NNX model: `linear_layers` walks the layers in forward order) at each of ``bits`` by ``method`` (round-to-nearest, NUPES, AdaRound-style),
   layer by layer on a calibration batch, and the test accuracy of each;
-- model ``gated_cnn``, objective ``polarization`` (CE + the polarization regularizer of the gates) and
+- models ``gated_cnn`` and ``gated_resnet18``, objective ``polarization`` (CE + the polarization regularizer of the gates) and
   callbacks ``subnetwork_eval`` (the extracted static sub-network's accuracy and size) and
   ``magnitude_prune_eval`` (the baseline: filter-norm channel pruning of a trained CNN, fine-tuned);
 - callback ``sparsity_eval``: logs the density every ``every_steps``; at the end returns the
@@ -29,12 +29,13 @@ from flax import nnx
 
 from experiments.callbacks import Callback
 from experiments.registry import register
-from experiments.techniques.models import signal_or_image
+from experiments.techniques.models import image_channels, signal_or_image
 from jaxdyn import _validation, models
 from jaxdyn._trees import path_names
 from jaxdyn.data import eval_batches
 from jaxdyn.sparsity import (
     GatedCNN,
+    GatedResNet,
     PruningSchedule,
     adaround_layer,
     compression_report,
@@ -192,47 +193,101 @@ QUANT_METHODS = ("rtn", "nupes", "adaround")
 
 @register("capability", "reference_cnn")
 def is_reference_cnn(model) -> bool:
-  """the reference `jaxdyn.models.CNN` (its layers are walked in order for layer-wise calibration)"""
+  """the reference `jaxdyn.models.CNN` (filter-norm channel pruning covers its conv blocks)"""
   return isinstance(model, models.CNN)
 
 
-def cnn_layers(model: models.CNN, x):
-  """The layers of a `jaxdyn.models.CNN` in order, with each one's input: ``[(module, input, apply)]``.
+def _kernel_modules(model) -> list[tuple[str, nnx.Module]]:
+  return [("/".join(map(str, path)), m) for path, m in nnx.iter_modules(model)
+          if isinstance(getattr(m, "kernel", None), nnx.Param)]
 
-  ``apply(kernel, input)`` is the layer's linear map without its bias (what a per-layer calibration
-  reconstructs). The walk is checked against the model's own forward pass (to 1e-4), so a change to
-  `CNN` cannot silently desynchronise it.
+
+def linear_layers(model, x) -> list[tuple[str, nnx.Module, jax.Array, object]]:
+  """The layers of an NNX model that hold a ``kernel``, in the order its forward pass calls them.
+
+  Returns ``[(path, module, input, apply)]``: each module's input during ``model(x, train=False)``
+  (the inputs of a module called more than once, e.g. at each time step, stacked on the leading
+  axis), and ``apply(kernel, input)``, the module's map with that kernel and its bias at zero, what
+  a per-layer calibration reconstructs. Any module with a ``kernel`` Param works (`jaxdyn.models.Conv2d`,
+  ``nnx.Linear``, ``nnx.Conv``, ...) provided it is called with one positional input; each one is
+  checked, on what it saw, to output ``apply(kernel, input) + bias`` with ``apply`` linear in the
+  kernel (``apply(2 kernel, input) = 2 apply(kernel, input)``, to 1e-4), so a module whose output
+  is not linear in its kernel (weight normalisation, say) is refused, not quantized wrongly.
+  Modules holding a kernel that the forward pass never calls are left out.
   """
-  d = model.spatial_dims
-  h = x[..., None] if x.ndim == d + 1 else x
-  dims = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}[d]
-  conv_apply = lambda w, a: jax.lax.conv_general_dilated(a, w, (1,) * d, "SAME", dimension_numbers=dims)  # noqa: E731
-  out, window = [], (2,) * d
-  for conv in model.convs:
-    out.append((conv, h, conv_apply))
-    h = nnx.max_pool(nnx.relu(conv(h)), window_shape=window, strides=window, padding="SAME")
-  h = jnp.mean(h, axis=tuple(range(1, 1 + d)))
-  out.append((model.dense, h, None))
-  h = nnx.relu(model.dense(h))
-  out.append((model.head, h, None))
-  logits = model.head(h)
-  np.testing.assert_allclose(np.asarray(logits), np.asarray(model(x, train=False)), rtol=1e-4, atol=1e-4,
-                             err_msg="cnn_layers: the walk no longer matches jaxdyn.models.CNN")
+  mods = _kernel_modules(model)
+  by_id = {id(m): (p, m) for p, m in mods}
+  seen: dict[int, list[tuple[jax.Array, jax.Array]]] = {}
+  originals, active = {}, set()
+  for _, m in mods:
+    cls = type(m)
+    if cls in originals:
+      continue
+    originals[cls] = cls.__dict__.get("__call__")
+
+    def recording(self, *args, __call=cls.__call__, **kwargs):
+      if id(self) in active:  # a patched subclass calling its patched parent: record once
+        return __call(self, *args, **kwargs)
+      active.add(id(self))
+      try:
+        y = __call(self, *args, **kwargs)
+      finally:
+        active.discard(id(self))
+      if id(self) in by_id:
+        if len(args) != 1 or kwargs:
+          raise ValueError(f"model: {by_id[id(self)][0]} is called with arguments other than one input; "
+                           "the layer walk cannot replay it")
+        seen.setdefault(id(self), []).append((args[0], y))
+      return y
+
+    cls.__call__ = recording
+  try:
+    model(x, train=False)
+  finally:
+    for cls, call in originals.items():
+      if call is None:
+        del cls.__call__
+      else:
+        cls.__call__ = call
+  out = []
+  for i, calls in sorted(seen.items(), key=lambda kv: list(seen).index(kv[0])):
+    path, m = by_id[i]
+    graphdef, params, rest = nnx.split(m, nnx.Param, ...)
+
+    def apply(w, a, graphdef=graphdef, params=params, rest=rest):
+      def swap(p, leaf):
+        name = path_names(p)[-1]
+        return w if name == "kernel" else (jnp.zeros_like(leaf) if name == "bias" else leaf)
+      return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(swap, params), rest)(a)
+
+    h = jnp.concatenate([a for a, _ in calls]) if len(calls) > 1 else calls[0][0]
+    y = jnp.concatenate([b for _, b in calls]) if len(calls) > 1 else calls[0][1]
+    bias = getattr(m, "bias", None)
+    bias = 0.0 if bias is None or not isinstance(bias, nnx.Param) else bias[...]
+    w = m.kernel[...]
+    lin = apply(w, h)
+    if not (np.allclose(np.asarray(lin + bias), np.asarray(y), rtol=1e-4, atol=1e-4)
+            and np.allclose(np.asarray(apply(2 * w, h)), 2 * np.asarray(lin), rtol=1e-4, atol=1e-4)):
+      raise ValueError(f"model: layer {path} does not compute apply(kernel, input) + bias; it cannot be "
+                       "calibrated layer by layer")
+    out.append((path, m, h, apply))
   return out
 
 
-def quantize_cnn(model: models.CNN, x_calib, *, bits: int, method: str, steps: int = 200, seed: int = 0):
-  """Quantizes every kernel of a trained `CNN` in place, layer by layer in order.
+def quantize_model(model, x_calib, *, bits: int, method: str, steps: int = 200, seed: int = 0):
+  """Quantizes every kernel of a trained NNX model in place, layer by layer in forward order.
 
   Each layer is calibrated on its input under the layers already quantized before it (the
-  sequential protocol of AdaRound and NUPES): ``"rtn"`` rounds to nearest on the uniform grid,
-  ``"nupes"`` runs `jaxdyn.sparsity.nupes_layer` (exponent searched on the layer's output, then the
-  codes and the exponent optimised over the whole grid), ``"adaround"`` `adaround_layer`. Biases stay
-  in float.
+  sequential protocol of AdaRound and NUPES; `linear_layers` finds the layers and their inputs):
+  ``"rtn"`` rounds to nearest on the uniform grid, ``"nupes"`` runs `jaxdyn.sparsity.nupes_layer`
+  (exponent searched on the layer's output, then the codes and the exponent optimised over the
+  whole grid), ``"adaround"`` `adaround_layer`. Biases, normalisation and embeddings stay in float.
+  Returns the number of kernels quantized.
   """
   _validation.check_choice("method", method, QUANT_METHODS)
-  for i in range(len(model.convs) + 2):
-    module, h, apply = cnn_layers(model, x_calib)[i]
+  order = [path for path, *_ in linear_layers(model, x_calib)]
+  for i, target in enumerate(order):
+    path, module, h, apply = next(layer for layer in linear_layers(model, x_calib) if layer[0] == target)
     w = module.kernel[...]
     if method == "rtn":
       qt = quantize_uniform(w, bits)
@@ -241,7 +296,7 @@ def quantize_cnn(model: models.CNN, x_calib, *, bits: int, method: str, steps: i
     else:
       qt = adaround_layer(w, h, bits=bits, apply=apply, steps=steps, key=jax.random.key(seed + i))
     module.kernel[...] = dequantize(qt).astype(w.dtype)
-  return model
+  return len(order)
 
 
 def _accuracy(model, dataset, batch_size: int) -> float:
@@ -258,10 +313,10 @@ def _calibration(dataset, size: int) -> jax.Array:
   return jnp.asarray(next(iter(eval_batches(dataset.train, batch_size=size)))["x"])
 
 
-@register("callback", "quantize_eval", requires=("reference_cnn",),
+@register("callback", "quantize_eval",
           tiny={"method": "rtn", "bits": (4,), "calibration_size": 32})
 class QuantizeEval(Callback):
-  """At the end: test accuracy of the trained CNN with its kernels quantized by ``method``.
+  """At the end: test accuracy of the trained model with its kernels quantized by ``method``.
 
   ``on_end()`` returns ``float_accuracy`` and, per entry of ``bits``, ``acc_<b>bit`` (test
   accuracy with every kernel on the b-bit grid, biases in float) and ``drop_<b>bit`` (the float
@@ -285,7 +340,8 @@ class QuantizeEval(Callback):
     x_calib = _calibration(ds, self.calibration_size)
     out = {"float_accuracy": _accuracy(self.ctx.model(), ds, batch_size)}
     for b in self.bits:
-      model = quantize_cnn(self.ctx.model(), x_calib, bits=b, method=self.method, steps=self.steps, seed=self.seed)
+      model = self.ctx.model()
+      quantize_model(model, x_calib, bits=b, method=self.method, steps=self.steps, seed=self.seed)
       out[f"acc_{b}bit"] = _accuracy(model, ds, batch_size)
       out[f"drop_{b}bit"] = out["float_accuracy"] - out[f"acc_{b}bit"]
     return out
@@ -296,8 +352,8 @@ class QuantizeEval(Callback):
 
 @register("capability", "gated")
 def is_gated(model) -> bool:
-  """a `jaxdyn.sparsity.GatedCNN`: per-channel binary gates on each conv block"""
-  return isinstance(model, GatedCNN)
+  """a `jaxdyn.sparsity.GatedCNN` or `GatedResNet`: binary channel gates on each block"""
+  return isinstance(model, (GatedCNN, GatedResNet))
 
 
 @register("model", "gated_cnn", tiny={"channels": (4,), "hidden": 8, "gate_hidden": 4})
@@ -305,6 +361,12 @@ def gated_cnn(input_shape, num_classes, rngs, **kwargs):
   """`jaxdyn.sparsity.GatedCNN`: the reference CNN with a channel gate on each conv block."""
   spatial, cin = signal_or_image(input_shape, "gated_cnn")
   return GatedCNN(cin, num_classes, spatial_dims=spatial, rngs=rngs, **kwargs)
+
+
+@register("model", "gated_resnet18", tiny={"stage_sizes": (1,), "width": 4, "gate_hidden": 4})
+def gated_resnet18(input_shape, num_classes, rngs, **kwargs):
+  """`jaxdyn.sparsity.GatedResNet`: the CIFAR ResNet-18 with a channel gate on each block's inner channels."""
+  return GatedResNet(image_channels(input_shape, "gated_resnet18"), num_classes, rngs=rngs, **kwargs)
 
 
 @register("objective", "polarization", requires=("gated",))
@@ -325,12 +387,12 @@ def polarization(model, batch, *, key, target_sparsity: float = 0.5, weight: flo
 
 @register("callback", "subnetwork_eval", requires=("gated",))
 class SubnetworkEval(Callback):
-  """At the end: the static sub-network of a `GatedCNN`, extracted from one training pass.
+  """At the end: the static sub-network of a `GatedCNN` or `GatedResNet`, extracted from one training pass.
 
   A channel is kept when its gate is on for at least ``quorum`` of ``calibration_size`` training
   examples (`jaxdyn.sparsity.extract_subnetwork`); the gating modules are removed and the pruned
   channels are physically gone. ``on_end()`` returns ``subnet_accuracy`` (test accuracy of the
-  extracted `jaxdyn.models.CNN`), ``gated_accuracy`` (the gated network), ``channel_fraction`` and
+  extracted `jaxdyn.models.CNN` or `jaxdyn.models.ResNet`), ``gated_accuracy`` (the gated network), ``channel_fraction`` and
   ``flop_fraction`` (kept over dense, `compression_report`).
   """
 

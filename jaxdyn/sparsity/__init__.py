@@ -10,8 +10,9 @@
   `drop_and_regrow`.
 - FLOPs by the mask: `sparse_flops`, `training_flops`.
 - Polarization consensus sub-networks (Zhi et al., 2023): `GatedCNN` with a `ChannelGate` per conv
-  block and the straight-through `binary_gate`, `polarization_regularizer`, `consensus_masks`, and
-  `extract_subnetwork` (the static smaller `jaxdyn.models.CNN`); the magnitude channel-pruning
+  block (`GatedResNet`: per residual block, on its inner channels) and the straight-through
+  `binary_gate`, `polarization_regularizer`, `consensus_masks`, and `extract_subnetwork` (the static
+  smaller `jaxdyn.models.CNN` or `ResNet`); the magnitude channel-pruning
   baseline `prune_channels_by_magnitude` / `prune_channels`; `compression_report`, `cnn_flops`.
 - NUPES post-training quantization (Yvinec et al., 2023): the power automorphism
   (`power_transform`, `inverse_power_transform`), `quantize_power` / `quantize_uniform` into integer
@@ -53,6 +54,7 @@ from jaxdyn.sparsity._polarization import (
     ChannelGate,
     CompressionReport,
     GatedCNN,
+    GatedResNet,
     binary_gate,
     cnn_flops,
     compression_report,
@@ -80,6 +82,7 @@ __all__ = [
     "DropSchedule",
     "EXPONENTS",
     "GatedCNN",
+    "GatedResNet",
     "LayerFlops",
     "PruningSchedule",
     "QuantizedTensor",

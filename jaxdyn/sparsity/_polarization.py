@@ -12,7 +12,9 @@ prunable unit and a polarizing loss, then keep the static sub-network that the g
 3. `polarization_regularizer`: added to the task loss, it drives each probability to 0 or 1, the
    samples of a batch to the same gates (consensus), and the fraction of each block's gates that are
    on to the keep ratio ``1 - target_sparsity``.
-4. `GatedCNN`: jaxdyn's reference `jaxdyn.models.CNN` with one `ChannelGate` per conv block;
+4. `GatedCNN`: jaxdyn's reference `jaxdyn.models.CNN` with one `ChannelGate` per conv block
+   (`GatedResNet`: a basic-block `jaxdyn.models.ResNet` with one per residual block, on the block's
+   inner channels, so that the residual stream keeps its widths);
    `consensus_masks` reads the gates on a calibration batch, `extract_subnetwork` returns the plain
    `CNN` with the pruned channels physically removed (`prune_channels`), and `compression_report` /
    `cnn_flops` count what was saved. `prune_channels_by_magnitude` is the L1-norm baseline.
@@ -64,12 +66,14 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxdyn import _validation
-from jaxdyn.models import CNN, Classifier, is_training
+from jaxdyn._trees import path_names
+from jaxdyn.models import CNN, Classifier, ResNet, is_training
 
 __all__ = [
     "ChannelGate",
     "CompressionReport",
     "GatedCNN",
+    "GatedResNet",
     "binary_gate",
     "cnn_flops",
     "compression_report",
@@ -445,6 +449,98 @@ class GatedCNN(Classifier):
     return out if len(out) > 1 else logits
 
 
+class GatedResNet(Classifier):
+  """A basic-block `jaxdyn.models.ResNet` with a binary `ChannelGate` on each block's inner channels.
+
+  Block i with input h: p_i = ChannelGate_i(h) (per-sample probabilities of the block's inner
+  channels from its pooled input), g_i = `binary_gate`(p_i), and the block computes
+  relu(bn2(conv2(relu(bn1(conv1 h)) * g_i)) + shortcut(h)). The gates prune what can be removed from
+  a residual network without touching the residual stream: the output channels of each block's
+  first convolution (with its BatchNorm) and the matching input channels of its second. The
+  backbone is a plain `ResNet` (``model.backbone``), so `prune_channels` slices it into a smaller
+  `ResNet` (``inner_widths``) and no gate remains.
+
+  Call and split as `GatedCNN`: ``model(x, *, train=None, key=None, return_features=False,
+  return_gates=False, masks=None)``; ``masks`` (one ``(inner_width,)`` boolean array per block)
+  fixes the gates. Unlike `GatedCNN`, the mode also switches BatchNorm (batch statistics in
+  training, running averages otherwise).
+
+  Args:
+    in_channels: input channels (images ``(batch, height, width, in_channels)``).
+    num_classes: number of logits.
+    stage_sizes: basic blocks per stage, ``(2, 2, 2, 2)`` for ResNet-18.
+    width: channels of the first stage.
+    dropout_rate: dropout before the head.
+    gate_hidden: hidden width of each gating module.
+    gate_bias: initial output bias of the gating modules.
+    rngs: ``nnx.Rngs`` for initialisation.
+
+  Example:
+    >>> m = GatedResNet(3, 10, stage_sizes=(1, 1), width=4, rngs=nnx.Rngs(0))
+    >>> logits, gates = m(jnp.ones((2, 8, 8, 3)), return_gates=True, train=False)
+    >>> logits.shape, [g.shape for g in gates]
+    ((2, 10), [(2, 4), (2, 8)])
+
+  References:
+    Zhi et al., arXiv 2023, https://arxiv.org/abs/2302.10798.
+  """
+
+  def __init__(self, in_channels: int, num_classes: int, *, stage_sizes: Sequence[int] = (2, 2, 2, 2),
+               width: int = 64, dropout_rate: float = 0.0, gate_hidden: int = 16, gate_bias: float = 2.0,
+               rngs: nnx.Rngs):
+    gate_hidden = _validation.check_int("gate_hidden", gate_hidden, lower=1)
+    gate_bias = _validation.check_real("gate_bias", gate_bias)
+    self.backbone = ResNet(in_channels, num_classes, stage_sizes=stage_sizes, block="basic", width=width,
+                           dropout_rate=dropout_rate, rngs=rngs)
+    self.dropout_rate = self.backbone.dropout_rate
+    self.gates = nnx.List([ChannelGate(b.conv1.kernel.shape[-2], b.conv1.kernel.shape[-1], hidden=gate_hidden,
+                                       bias_init=gate_bias, rngs=rngs) for b in self.backbone.blocks])
+
+  @property
+  def channels(self) -> tuple[int, ...]:
+    """The gated (inner) channels of each block."""
+    return self.backbone.inner_widths
+
+  def check_input(self, x: jax.Array) -> None:
+    self.backbone.check_input(x)
+
+  def apply_head(self, h: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
+    """The backbone's dropout (in training) and head."""
+    return self.backbone.apply_head(h, train=is_training(self, train), key=key)
+
+  def _trunk(self, x, masks, train: bool = False) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    net, ra = self.backbone, not train
+    x = nnx.relu(net.stem_bn(net.stem(jnp.asarray(x)), use_running_average=ra))
+    probs = []
+    for i, (block, gate) in enumerate(zip(net.blocks, self.gates)):
+      p = gate(x)
+      probs.append(p)
+      g = _ste(p, jnp.full(p.shape, _THRESHOLD, p.dtype)) if masks is None else masks[i].astype(p.dtype)
+      x = block(x, train=train, gate=g)
+    return jnp.mean(x, axis=(1, 2)), tuple(probs)
+
+  def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None,
+               masks: Sequence[ArrayLike] | None = None) -> jax.Array:
+    """The penultimate features (those of ``model(x, masks=masks)``)."""
+    del key
+    self.check_input(x)
+    return self._trunk(x, _check_masks("masks", masks, self.channels), is_training(self, train))[0]
+
+  def __call__(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None,
+               return_features: bool = False, return_gates: bool = False,
+               masks: Sequence[ArrayLike] | None = None):
+    self.check_input(x)
+    masks = _check_masks("masks", masks, self.channels)
+    train = is_training(self, train)
+    h, probs = self._trunk(x, masks, train)
+    logits = self.apply_head(h, train=train, key=key)
+    out = (logits, *((h,) if return_features else ()), *((probs,) if return_gates else ()))
+    return out if len(out) > 1 else logits
+
+
+_ALL = (CNN, GatedCNN, ResNet, GatedResNet)
+
+
 def _check_masks(name: str, masks, widths: Sequence[int], *, allow_none: bool = True):
   """One boolean-like (width,) array per block, as JAX bool arrays; 0/1 values only (when concrete)."""
   if masks is None:
@@ -491,7 +587,8 @@ def _check_batch(name: str, model, x) -> jax.Array:
   return x
 
 
-def consensus_masks(model: GatedCNN, x_calib: ArrayLike, *, quorum: float = 0.5) -> tuple[np.ndarray, ...]:
+def consensus_masks(model: GatedCNN | GatedResNet, x_calib: ArrayLike, *, quorum: float = 0.5
+                    ) -> tuple[np.ndarray, ...]:
   """The consensus sub-network: per block, the channels whose gate is on for a ``quorum`` of x_calib.
 
   With f_u the fraction of calibration samples whose binary gate 1[p > 0.5] on channel u is on,
@@ -501,7 +598,7 @@ def consensus_masks(model: GatedCNN, x_calib: ArrayLike, *, quorum: float = 0.5)
   across samples (f_u is 0 or 1), and the quorum rarely matters.
 
   Args:
-    model: a trained `GatedCNN`.
+    model: a trained `GatedCNN` or `GatedResNet`.
     x_calib: a calibration batch of the model's inputs (at least one sample, finite: checked).
     quorum: the fraction of samples that must agree, in (0, 1]; 0.5 is a majority, 1 all of them.
 
@@ -516,7 +613,7 @@ def consensus_masks(model: GatedCNN, x_calib: ArrayLike, *, quorum: float = 0.5)
   References:
     Zhi et al., arXiv 2023, https://arxiv.org/abs/2302.10798 (the consensus sub-network).
   """
-  _check_model("model", model, (GatedCNN,))
+  _check_model("model", model, (GatedCNN, GatedResNet))
   quorum = _validation.check_real("quorum", quorum, lower=0.0, lower_open=True, upper=1.0)
   x = _check_batch("x_calib", model, x_calib)
   _, probs = model._trunk(x, None)  # pylint: disable=protected-access
@@ -533,8 +630,14 @@ def consensus_masks(model: GatedCNN, x_calib: ArrayLike, *, quorum: float = 0.5)
   return tuple(out)
 
 
-def prune_channels(model: CNN | GatedCNN, masks: Sequence[ArrayLike]) -> CNN:
+def prune_channels(model: CNN | GatedCNN | ResNet | GatedResNet, masks: Sequence[ArrayLike]) -> CNN | ResNet:
   """A `jaxdyn.models.CNN` with the masked-out output channels of each conv block physically removed.
+
+  For a basic-block `jaxdyn.models.ResNet` or a `GatedResNet`, ``masks`` has one ``(inner_width,)``
+  array per residual block and the result is a `ResNet` with smaller ``inner_widths``: block i's
+  first convolution keeps the masked-in output channels, its BatchNorm the matching scale, bias and
+  running statistics, its second convolution the matching input channels; everything else (the
+  residual stream, the shortcuts, the head, all BatchNorm statistics) is copied.
 
   Block i keeps the channels where ``masks[i]`` is True: its kernel keeps those output columns (and
   its bias those entries), the next block's kernel (or the dense layer's, after the last block) keeps
@@ -561,7 +664,9 @@ def prune_channels(model: CNN | GatedCNN, masks: Sequence[ArrayLike]) -> CNN:
   References:
     Zhi et al., arXiv 2023, https://arxiv.org/abs/2302.10798 (the static sub-network, no gates).
   """
-  _check_model("model", model)
+  _check_model("model", model, _ALL)
+  if isinstance(model, (ResNet, GatedResNet)):
+    return _prune_resnet(model, masks)
   widths = tuple(conv.out_features for conv in model.convs)
   masks = _check_masks("masks", masks, widths, allow_none=False)
   kept = [np.flatnonzero(np.asarray(m)) for m in masks]
@@ -584,8 +689,39 @@ def prune_channels(model: CNN | GatedCNN, masks: Sequence[ArrayLike]) -> CNN:
   return out
 
 
-def extract_subnetwork(model: GatedCNN, x_calib: ArrayLike, *, quorum: float = 0.5) -> CNN:
-  """The static consensus sub-network of a trained `GatedCNN`, as a plain `jaxdyn.models.CNN`.
+def _prune_resnet(model, masks) -> ResNet:
+  net = model.backbone if isinstance(model, GatedResNet) else model
+  if net.block_kind != "basic":
+    raise ValueError(f"model: channel pruning covers basic-block ResNets, got block={net.block_kind!r}")
+  masks = _check_masks("masks", masks, net.inner_widths, allow_none=False)
+  kept = [np.flatnonzero(np.asarray(m)) for m in masks]
+  for i, k in enumerate(kept):
+    if not k.size:
+      raise ValueError(f"masks: block {i} keeps no channel (a block needs at least one)")
+  out = nnx.eval_shape(lambda: ResNet(net.in_channels, net.head.out_features, stage_sizes=net.stage_sizes,
+                                      block="basic", width=net.width, dropout_rate=net.dropout_rate,
+                                      inner_widths=tuple(len(k) for k in kept), rngs=nnx.Rngs(0)))
+  old = {path_names(p): v for p, v in jax.tree_util.tree_leaves_with_path(nnx.state(net))}
+
+  def take(path, _):
+    names = path_names(path)
+    v = old[names]
+    if names[0] == "blocks":
+      k = kept[int(names[1])]
+      if names[2] == "conv1":
+        v = jnp.take(v, k, axis=-1)
+      elif names[2] == "bn1":
+        v = jnp.take(v, k, axis=0)
+      elif names[2] == "conv2":
+        v = jnp.take(v, k, axis=-2)
+    return v
+
+  nnx.update(out, jax.tree_util.tree_map_with_path(take, nnx.state(out)))
+  return out
+
+
+def extract_subnetwork(model: GatedCNN | GatedResNet, x_calib: ArrayLike, *, quorum: float = 0.5) -> CNN | ResNet:
+  """The static consensus sub-network of a trained `GatedCNN` (`GatedResNet`), as a plain `CNN` (`ResNet`).
 
   ``prune_channels(model, consensus_masks(model, x_calib, quorum=quorum))``: the channels whose gates
   a ``quorum`` of the calibration batch keeps, the others physically removed, no gating module. It
@@ -658,8 +794,12 @@ def prune_channels_by_magnitude(cnn: CNN, keep_fraction: float) -> CNN:
 
 # --- FLOPs ---------------------------------------------------------------------------------------------
 
-def cnn_flops(model: CNN | GatedCNN, example_input: ArrayLike) -> int:
+def cnn_flops(model: CNN | GatedCNN | ResNet | GatedResNet, example_input: ArrayLike) -> int:
   """Inference FLOPs per example of a `CNN` (or of a `GatedCNN`'s backbone, its gates excluded).
+
+  For a `ResNet` (a `GatedResNet`'s backbone) the count is read from the traced forward pass, as
+  `jaxdyn.sparsity.sparse_flops` does: 2 per multiply-add of every convolution and matmul (stem,
+  blocks, shortcuts, head); BatchNorm, ReLU, the residual additions and pooling are left out.
 
   A multiply-add counts 2. Conv block i (kernel k^d, "SAME", stride 1) at P_i output positions:
   2 k^d C_{i-1} C_i P_i, with P_1 the input's positions and P_{i+1} = prod ceil(n / 2) over the
@@ -679,12 +819,14 @@ def cnn_flops(model: CNN | GatedCNN, example_input: ArrayLike) -> int:
     >>> cnn_flops(CNN(1, 3, spatial_dims=1, channels=(4, 8), hidden=16, rngs=nnx.Rngs(0)), jnp.ones((1, 16)))
     2272
   """
-  _check_model("model", model)
+  _check_model("model", model, _ALL)
   shape = tuple(np.shape(example_input)) if not hasattr(example_input, "shape") else tuple(example_input.shape)
   try:
     model.check_input(jax.ShapeDtypeStruct(shape, jnp.float32))
   except ValueError as e:
     raise ValueError(f"example_input: {str(e).split(': ', 1)[-1]}") from e
+  if isinstance(model, (ResNet, GatedResNet)):
+    return _traced_flops(model.backbone if isinstance(model, GatedResNet) else model, shape)
   spatial = list(shape[1:1 + model.spatial_dims])
   flops = 0
   for conv in model.convs:
@@ -694,6 +836,15 @@ def cnn_flops(model: CNN | GatedCNN, example_input: ArrayLike) -> int:
   flops += 2 * model.dense.in_features * model.dense.out_features
   flops += 2 * model.head.in_features * model.head.out_features
   return int(flops)
+
+
+def _traced_flops(model, shape) -> int:
+  from jaxdyn.sparsity._flops import sparse_flops  # pylint: disable=import-outside-toplevel
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  masks = jax.tree.map(lambda p: np.ones(np.shape(p), bool) if np.ndim(p) >= 2 else np.bool_(True), params)
+  layers = sparse_flops(lambda p, x: nnx.merge(graphdef, p, rest)(x, train=False), params, masks,
+                        jax.ShapeDtypeStruct((1, *shape[1:]), jnp.float32))
+  return int(round(sum(layer.dense for layer in layers)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -723,12 +874,14 @@ class CompressionReport:
     return self.flops / self.dense_flops
 
 
-def compression_report(dense: CNN | GatedCNN, pruned: CNN, example_input: ArrayLike) -> CompressionReport:
+def compression_report(dense: CNN | GatedCNN | ResNet | GatedResNet, pruned: CNN | ResNet, example_input: ArrayLike
+                       ) -> CompressionReport:
   """Kept channels and FLOPs of a pruned `CNN` against its dense network.
 
   Args:
     dense: the dense network: a `CNN`, or the `GatedCNN` it was extracted from (its backbone is
-      counted, without the gates, which the extracted network does not run).
+      counted, without the gates, which the extracted network does not run); or a basic-block
+      `ResNet` / `GatedResNet`, whose channels are the blocks' inner widths.
     pruned: a `CNN` from `extract_subnetwork`, `prune_channels` or `prune_channels_by_magnitude`:
       the dense network's blocks, input, hidden width and classes, with at most its channels.
     example_input: a batch of inputs (or a `jax.ShapeDtypeStruct`); only its shape is read.
@@ -743,7 +896,17 @@ def compression_report(dense: CNN | GatedCNN, pruned: CNN, example_input: ArrayL
     >>> r.kept_channels, r.flops, round(r.flops_fraction, 4)
     ((2, 4), 800, 0.3521)
   """
-  _check_model("dense", dense)
+  _check_model("dense", dense, _ALL)
+  if isinstance(dense, (ResNet, GatedResNet)):
+    _check_model("pruned", pruned, (ResNet,))
+    net = dense.backbone if isinstance(dense, GatedResNet) else dense
+    dense_channels, kept = net.inner_widths, pruned.inner_widths
+    same = (pruned.in_channels == net.in_channels and pruned.stage_sizes == net.stage_sizes
+            and pruned.width == net.width and pruned.head.out_features == net.head.out_features)
+    if not same or any(k > d for k, d in zip(kept, dense_channels)):
+      raise ValueError(f"pruned: must be a pruned copy of dense (same stages, width, input and classes, at most "
+                       f"its inner widths {dense_channels}), got inner widths {kept}")
+    return CompressionReport(dense_channels, kept, cnn_flops(net, example_input), cnn_flops(pruned, example_input))
   _check_model("pruned", pruned, (CNN,))
   dense_channels = tuple(conv.out_features for conv in dense.convs)
   kept = tuple(conv.out_features for conv in pruned.convs)

@@ -22,7 +22,7 @@ def shrink(config):
   and 2 time steps: XLA:CPU takes minutes to compile a full ResNet step, and width and depth add no
   code path (tests/models, tests/snn and tests/bayes cover the full architectures).
   """
-  if config.model in ("resnet18", "resnet50"):
+  if config.model in ("resnet18", "resnet50", "gated_resnet18"):
     config.model_kwargs.stage_sizes = (1, 1)
     config.model_kwargs.width = 8
   elif config.model == "vit":
@@ -46,6 +46,10 @@ def shrink(config):
       cb["probe_size"] = 64
     if cb.get("name") == "quantize_eval":  # one bit width, a few optimisation steps, a small calibration set
       cb.update(bits=tuple(cb.get("bits", (4,)))[:1], steps=2, calibration_size=32)
+      if "resnet" in config.model:  # one NUPES compile per layer shape takes most of a minute on a ResNet;
+        cb["method"] = "rtn"        # the layer walk is the same (NUPES on it: tests/experiments/techniques)
+    if "calibration_size" in cb:
+      cb["calibration_size"] = min(cb["calibration_size"], 32)
     if "finetune_steps" in cb:
       cb["finetune_steps"] = 2
     callbacks.append(cb)

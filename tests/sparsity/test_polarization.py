@@ -385,7 +385,7 @@ def test_bad_arguments_are_named():
               [np.ones(4, bool), np.array(["a"] * 8)]):
     with pytest.raises((ValueError, TypeError), match="^masks: "):
       m(X1, masks=bad)
-  with pytest.raises(TypeError, match="^model: must be a GatedCNN, got CNN"):
+  with pytest.raises(TypeError, match="^model: must be a GatedCNN or GatedResNet, got CNN"):
     consensus_masks(CNN(1, 3, spatial_dims=1, channels=(4, 8), hidden=16, rngs=nnx.Rngs(0)), X1)
   for quorum in (0.0, 1.5, math.nan, True):
     with pytest.raises(ValueError, match="^quorum: "):
@@ -446,3 +446,59 @@ def test_training_drives_every_block_to_the_keep_ratio_and_a_consensus():
   static_acc = float((cnn(x).argmax(-1) == y).mean())
   assert gated_acc >= 0.9 and static_acc >= gated_acc - 0.05
   assert compression_report(m, cnn, x).channel_fraction <= 0.6
+
+
+# --- the gated ResNet ----------------------------------------------------------------------------------
+
+def _gated_resnet():
+  from jaxdyn.sparsity import GatedResNet
+  m = GatedResNet(3, 10, stage_sizes=(1, 1), width=4, rngs=nnx.Rngs(0))
+  # Non-trivial BatchNorm statistics and scales, so that slicing them is what the test checks.
+  nnx.update(m, jax.tree.map(lambda v: v + jax.random.uniform(jax.random.key(2), v.shape),
+                             nnx.state(m, nnx.BatchStat)))
+  for b in m.backbone.blocks:
+    b.bn2.scale[...] = jnp.ones_like(b.bn2.scale[...])  # zero-initialised: the inner channels would not matter
+  return m
+
+
+def test_gated_resnet_pruned_copy_computes_the_gated_network_at_its_masks_exactly():
+  from jaxdyn.models import ResNet
+  m = _gated_resnet()
+  x = jax.random.normal(jax.random.key(1), (6, 8, 8, 3))
+  masks = [np.array([1, 0, 1, 1], bool), np.array([0, 1, 1, 0, 1, 0, 0, 1], bool)]
+  sub = prune_channels(m, masks)
+  assert isinstance(sub, ResNet) and sub.inner_widths == (3, 4)
+  assert sub.blocks[0].conv1.kernel.shape == (3, 3, 4, 3) and sub.blocks[0].conv2.kernel.shape == (3, 3, 3, 4)
+  np.testing.assert_array_equal(sub.blocks[1].bn1.mean[...], m.backbone.blocks[1].bn1.mean[...][masks[1]])
+  np.testing.assert_allclose(sub(x, train=False), m(x, train=False, masks=masks), atol=1e-5)
+  # The masks matter: all channels on is the dense backbone, and differs from the pruned network.
+  full = m(x, train=False, masks=[np.ones(4, bool), np.ones(8, bool)])
+  np.testing.assert_allclose(full, m.backbone(x, train=False), atol=1e-5)
+  diff = jnp.abs(full - sub(x, train=False)).max()
+  assert float(diff) > 0.1 * float(jnp.abs(full).max()) > 0
+
+
+def test_gated_resnet_flops_and_report_by_hand():
+  m = _gated_resnet()
+  x = jnp.ones((1, 8, 8, 3))
+  # stem 8x8x(3x3x3x4); block 0: two 8x8x(3x3x4x4); block 1 (stride 2, 4x4): 3x3x4x8, 3x3x8x8 and the
+  # 1x1 4->8 shortcut; head 8x10; 2 FLOPs per multiply-add.
+  dense = 2 * (64 * 108 + 2 * 64 * 144 + 16 * 288 + 16 * 576 + 16 * 32 + 80)
+  assert cnn_flops(m, x) == dense == 79520
+  sub = prune_channels(m, [np.array([1, 0, 1, 1], bool), np.array([0, 1, 1, 0, 1, 0, 0, 1], bool)])
+  pruned = 2 * (64 * 108 + 2 * 64 * 108 + 16 * 144 + 16 * 288 + 16 * 32 + 80)
+  rep = compression_report(m, sub, x)
+  assert (rep.dense_channels, rep.kept_channels, rep.dense_flops, rep.flops) == ((4, 8), (3, 4), dense, pruned)
+
+
+def test_gated_resnet_gates_train_with_batch_statistics_and_extract_to_a_plain_resnet():
+  m = _gated_resnet()
+  x = jax.random.normal(jax.random.key(3), (5, 8, 8, 3))
+  logits, probs = m(x, train=True, return_gates=True)
+  assert logits.shape == (5, 10) and [p.shape for p in probs] == [(5, 4), (5, 8)]
+  # Straight-through: the gates' modules get gradients through the binary gates.
+  graphdef, params, rest = nnx.split(m, nnx.Param, ...)
+  grads = jax.grad(lambda p: nnx.merge(graphdef, p, rest)(x, train=False).sum())(params)
+  assert float(jnp.abs(grads["gates"][0]["out"]["kernel"][...]).sum()) > 0
+  sub = extract_subnetwork(m, x)
+  np.testing.assert_allclose(sub(x, train=False), m(x, train=False, masks=consensus_masks(m, x)), atol=1e-5)

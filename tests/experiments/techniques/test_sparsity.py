@@ -2,6 +2,7 @@
 rankmixup and a transform before it; the accounting callback's numbers."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -61,17 +62,70 @@ def test_sparsity_eval_counts(tmp_path):
   assert res["final_inference_flop_ratio"] == pytest.approx(0.25, abs=0.01)
 
 
-def test_quantize_cnn_rtn_is_per_kernel_round_to_nearest_and_the_walk_matches_the_model():
+def test_linear_layers_walks_the_cnn_in_order_and_quantize_model_rtn_is_per_kernel_round_to_nearest():
   from flax import nnx
 
-  from experiments.techniques.sparsity import cnn_layers, quantize_cnn
+  from experiments.techniques.sparsity import linear_layers, quantize_model
   from jaxdyn import models
   from jaxdyn.sparsity import dequantize, quantize_uniform
   model = models.CNN(1, 10, spatial_dims=1, channels=(4, 8), hidden=16, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(0), (16, 40))
-  layers = cnn_layers(model, x)  # asserts the walk reproduces model(x)
-  assert [m for m, _, _ in layers] == [*model.convs, model.dense, model.head]
-  kernels = [np.asarray(m.kernel[...]) for m, _, _ in layers]
-  quantize_cnn(model, x, bits=3, method="rtn")
-  for (m, _, _), w in zip(cnn_layers(model, x), kernels):
+  layers = linear_layers(model, x)  # checks apply(kernel, input) + bias against each module's output
+  assert [m for _, m, _, _ in layers] == [*model.convs, model.dense, model.head]
+  assert [p for p, *_ in layers] == ["convs/0", "convs/1", "dense", "head"]
+  assert layers[0][2].shape == (16, 40, 1) and layers[2][2].shape == (16, 8)
+  kernels = [np.asarray(m.kernel[...]) for _, m, _, _ in layers]
+  assert quantize_model(model, x, bits=3, method="rtn") == 4
+  for (_, m, _, _), w in zip(linear_layers(model, x), kernels):
     np.testing.assert_array_equal(np.asarray(m.kernel[...]), np.asarray(dequantize(quantize_uniform(w, 3))))
+
+
+def test_linear_layers_on_a_resnet_follow_the_forward_order_and_leave_the_classes_unpatched():
+  from flax import nnx
+
+  from experiments.techniques.sparsity import linear_layers
+  from jaxdyn import models
+  model = models.ResNet18(3, 10, width=2, stage_sizes=(1, 1), rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  paths = [p for p, *_ in linear_layers(model, x)]
+  # stem, block 0 (conv1, conv2), block 1 (conv1, conv2, then its projection shortcut), head
+  assert paths == ["stem", "blocks/0/conv1", "blocks/0/conv2", "blocks/1/conv1", "blocks/1/conv2",
+                   "blocks/1/shortcut/0", "head"]
+  assert "__call__" not in models.Conv2d.__dict__ or models.Conv2d.__call__.__name__ != "recording"
+  assert "__call__" not in nnx.Linear.__dict__ or nnx.Linear.__call__.__name__ != "recording"
+
+
+def test_linear_layers_stacks_the_inputs_of_a_module_called_twice_and_refuses_a_nonlinear_kernel():
+  from flax import nnx
+
+  from experiments.techniques.sparsity import linear_layers
+
+  class Twice(nnx.Module):
+    def __init__(self):
+      self.lin = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+
+    def __call__(self, x, train=False):
+      return self.lin(x) + self.lin(2 * x)
+
+  x = jnp.ones((4, 3))
+  [(path, _, h, _)] = linear_layers(Twice(), x)
+  assert path == "lin" and h.shape == (8, 3)
+  np.testing.assert_array_equal(h[4:], 2 * x)
+
+  class WeightNorm(nnx.Module):
+    def __init__(self):
+      self.kernel = nnx.Param(jnp.ones((3, 2)))
+
+    def __call__(self, x, train=False):
+      w = self.kernel[...]
+      return x @ (w / jnp.linalg.norm(w))
+
+  class Outer(nnx.Module):
+    def __init__(self):
+      self.wn = WeightNorm()
+
+    def __call__(self, x, train=False):
+      return self.wn(x)
+
+  with pytest.raises(ValueError, match="model: layer wn does not compute"):
+    linear_layers(Outer(), 2 * x)

@@ -57,6 +57,11 @@ def _gated():
                                                         rngs=nnx.Rngs(0)))
 
 
+def _gated_res():
+  return _cached("gated_res", lambda: fn(f"{SP}.GatedResNet")(3, C, stage_sizes=(1,), width=2, gate_hidden=3,
+                                                               rngs=nnx.Rngs(0)))
+
+
 def _cnn():
   return _cached("cnn", lambda: fn("jaxdyn.models.CNN")(1, C, spatial_dims=1, channels=(2, 3), hidden=4,
                                                          rngs=nnx.Rngs(0)))
@@ -118,6 +123,23 @@ case(_NET, "gate_bias", bad_finite)(lambda v: _net(gate_bias=v))
 case(_NET, "x", st.integers(1, 9).filter(lambda n: n != 1))(lambda n: _gated()(np.ones((B, 8, n), np.float32)))
 case(_NET, "masks", bad_masks)(lambda v: _gated()(SIGNALS, masks=v))
 
+_RES = f"{SP}.GatedResNet"
+_res = lambda **kw: fn(_RES)(**{"in_channels": 3, "num_classes": C, "stage_sizes": (1,), "width": 2,  # noqa: E731
+                                **kw, "rngs": nnx.Rngs(0)})
+IMAGES = np.asarray(jax.random.normal(jax.random.key(14), (B, 4, 4, 3)), np.float32)
+case(_RES, "in_channels", bad_count)(lambda v: _res(in_channels=v))
+case(_RES, "num_classes", bad_count)(lambda v: _res(num_classes=v))
+case(_RES, "stage_sizes", st.sampled_from([(0,), (1, -1), (1.5,)]))(lambda v: _res(stage_sizes=v))
+case(_RES, "width", bad_count)(lambda v: _res(width=v))
+case(_RES, "dropout_rate", bad_rate)(lambda v: _res(dropout_rate=v))
+case(_RES, "gate_hidden", bad_count)(lambda v: _res(gate_hidden=v))
+case(_RES, "gate_bias", bad_finite)(lambda v: _res(gate_bias=v))
+case(_RES, "x", st.integers(1, 9).filter(lambda n: n != 3))(lambda n: _gated_res()(np.ones((B, 4, 4, n), np.float32)))
+case(_RES, "masks", st.sampled_from(["ab", [np.ones(3, bool)], [np.ones(2, bool), np.ones(2, bool)],
+                                     [np.full(2, 0.5)]]))(lambda v: _gated_res()(IMAGES, masks=v))
+case(f"{SP}.prune_channels", "masks", st.sampled_from([None, [np.zeros(2, bool)], [np.ones(3, bool)]]))(
+    lambda v: fn(f"{SP}.prune_channels")(_gated_res(), v))
+
 for _f in ("consensus_masks", "extract_subnetwork"):
   case(f"{SP}.{_f}", "model", st.sampled_from([None, 3, "cnn", "a CNN"]))(
       lambda v, f=_f: fn(f"{SP}.{f}")(_cnn() if v == "a CNN" else v, SIGNALS))
@@ -172,6 +194,15 @@ SPECS += [
          ranges={"gate_bias": st.floats(-1e30, 1e30)}),
     Spec(_NET, dict(x=SIGNALS), call=lambda x: _gated()(x, return_gates=True), floats=("x",), jit=True,
          not_applicable={"batch": "the empty batch is the eager Spec's"}),
+    # The gated ResNet: construction and a forward pass, eager and under jit.
+    Spec(_RES, dict(x=IMAGES, dropout_rate=0.1, width=2, gate_hidden=3, gate_bias=2.0),
+         call=lambda x, **kw: fn(_RES)(3, C, stage_sizes=(1,), **kw, rngs=nnx.Rngs(0))(x, train=False),
+         floats=("x",), batch=("x",), empty=lambda out: np.shape(out) == (0, C),
+         numbers=("dropout_rate", "width", "gate_hidden", "gate_bias"), ranges={"gate_bias": st.floats(-1e30, 1e30)},
+         not_applicable={"in_channels": "a size, checked by a Case", "num_classes": "a size, checked by a Case",
+                         "stage_sizes": "sizes, checked by a Case"}),
+    Spec(_RES, dict(x=IMAGES), call=lambda x: _gated_res()(x, return_gates=True, train=False), floats=("x",),
+         jit=True, not_applicable={"batch": "the empty batch is the eager Spec's"}),
     # Consensus and extraction.
     Spec(f"{SP}.consensus_masks", dict(x_calib=SIGNALS, quorum=0.5),
          call=lambda **kw: np.concatenate(fn(f"{SP}.consensus_masks")(_gated(), **kw)).astype(np.float64),

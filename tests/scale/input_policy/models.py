@@ -26,6 +26,11 @@ case(f"{MOD}.ViT", "patch_size", st.integers(2, 7).filter(lambda p: 8 % p))(
     lambda v: fn(f"{MOD}.ViT")(3, C, image_size=8, patch_size=v, rngs=nnx.Rngs(0)))
 case(f"{MOD}.ResNet", "block", st.text(max_size=8).filter(lambda s: s not in ("basic", "bottleneck")))(
     lambda v: fn(f"{MOD}.ResNet")(3, C, block=v, rngs=nnx.Rngs(0)))
+case(f"{MOD}.ResNet", "inner_widths", st.sampled_from(["ab", (2,), (2, 2, 2), (0, 2), (2, -1), (2.5, 2)]))(
+    lambda v: fn(f"{MOD}.ResNet")(3, C, stage_sizes=(1, 1), width=2, inner_widths=v, rngs=nnx.Rngs(0)))
+case(f"{MOD}.ResNet", "inner_widths", st.sampled_from([(2, 2), (1, 3), (4, 4)]))(  # bottleneck blocks have no single inner width
+    lambda v: fn(f"{MOD}.ResNet")(3, C, stage_sizes=(1, 1), width=2, block="bottleneck", inner_widths=v,
+                                 rngs=nnx.Rngs(0)))
 for name in ("ResNet18", "ResNet50"):
   case(f"{MOD}.{name}", "width", bad_count)(lambda v, n=name: fn(f"{MOD}.{n}")(3, C, width=v, rngs=nnx.Rngs(0)))
 
@@ -83,7 +88,8 @@ SPECS += [
     Spec(f"{MOD}.ResNet", dict(x=IMAGES, width=4, dropout_rate=0.1),
          call=_forward("ResNet", 3, C, stage_sizes=(1,)), floats=("x",), batch=("x",), empty=_EMPTY,
          numbers=("width", "dropout_rate"),
-         not_applicable={"in_channels": _SIZES, "num_classes": _SIZES, "stage_sizes": _SIZES}),
+         not_applicable={"in_channels": _SIZES, "num_classes": _SIZES, "stage_sizes": _SIZES,
+                         "inner_widths": _SIZES}),
     Spec(f"{MOD}.ViT", dict(x=IMAGES, dim=8, dropout_rate=0.1),
          call=_forward("ViT", 3, C, image_size=8, depth=1, num_heads=2), floats=("x",), batch=("x",),
          empty=_EMPTY, numbers=("dim", "dropout_rate"),
