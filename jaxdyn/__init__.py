@@ -8,13 +8,15 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
 - `jaxdyn.bayes`: sparse subspace variational inference, SSVI (Li et al., ICML 2024).
 - `jaxdyn.dynamics`: diffusion spectral entropy and mutual information (Liao, Liu et al., 2023).
 - `jaxdyn.sparsity`: sparse training (GraNet, GMP, SET, RigL), polarization sub-networks, NUPES.
+- `jaxdyn.attention`: attention patterns (causal, window, sink, block-sparse) and a Pallas block-sparse
+  flash-attention kernel for LongGen's hybrid stacks (Ge et al., 2024).
 - `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
 """
 
 import importlib
 import importlib.metadata
 
-FAMILIES = ("bayes", "calibration", "data", "dynamics", "models", "regularization", "snn", "sparsity")
+FAMILIES = ("attention", "bayes", "calibration", "data", "dynamics", "models", "regularization", "snn", "sparsity")
 
 try:
   __version__ = importlib.metadata.version("jaxdyn")

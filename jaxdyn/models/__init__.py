@@ -3,7 +3,9 @@
 Each model maps inputs to logits and, on request, penultimate features (`Model`); the classifiers here
 also split at their head (`HeadSplit`). ``model.train()`` / ``model.eval()`` switch dropout and
 BatchNorm as NNX's own modules do (`is_training`). `conv2d` / `Conv2d` is the convolution every model
-here uses, lowered per backend and shape (`conv_lowering`).
+here uses, lowered per backend and shape (`conv_lowering`). `Transformer` is a decoder-only language
+model (rotary positions, one pluggable attention function per layer, a position-addressed `KVCache`)
+with `generate` (jitted sampling with the cache) and `token_log_probs`.
 """
 
 from jaxdyn.models._base import Classifier, HeadSplit, Model, is_training
@@ -11,6 +13,8 @@ from jaxdyn.models._cnn import CNN
 from jaxdyn.models._conv import LOWERINGS, Conv2d, conv2d, conv_lowering
 from jaxdyn.models._mlp import MLP
 from jaxdyn.models._resnet import ResNet, ResNet18, ResNet50
+from jaxdyn.models._transformer import (KVCache, LayerKVCache, Transformer, causal_attention, generate,
+                                        token_log_probs)
 from jaxdyn.models._vit import ViT
 
 __all__ = [
@@ -18,14 +22,20 @@ __all__ = [
     "Classifier",
     "Conv2d",
     "HeadSplit",
+    "KVCache",
     "LOWERINGS",
+    "LayerKVCache",
     "MLP",
     "Model",
     "ResNet",
     "ResNet18",
     "ResNet50",
+    "Transformer",
     "ViT",
+    "causal_attention",
     "conv2d",
     "conv_lowering",
+    "generate",
     "is_training",
+    "token_log_probs",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 
 import jax
 import numpy as np
@@ -127,3 +129,105 @@ EXEMPT = {
     f"{MOD}.HeadSplit": "a typing Protocol",
     f"{MOD}.is_training": "a mode lookup: `train` when given, else the module's NNX mode attribute",
 }
+
+
+# --- the decoder-only transformer (jaxdyn.models._transformer) ---------------------------------------
+TOKENS = np.arange(B * 6, dtype=np.int32).reshape(B, 6) % C  # vocab_size = C below
+
+
+@functools.cache
+def _lm():
+  return fn(f"{MOD}.Transformer")(C, dim=8, depth=1, num_heads=2, rngs=nnx.Rngs(0))
+
+
+def _lm_forward(tokens, **kw):
+  return fn(f"{MOD}.Transformer")(**kw, depth=1, num_heads=2, rngs=nnx.Rngs(0))(tokens)
+
+
+def _build_lm(**kw):
+  return fn(f"{MOD}.Transformer")(**{"vocab_size": C, "dim": 8, "depth": 2, "num_heads": 2, **kw}, rngs=nnx.Rngs(0))
+
+
+_causal = lambda: fn(f"{MOD}.causal_attention")  # noqa: E731
+case(f"{MOD}.Transformer", "vocab_size", bad_count)(lambda v: _build_lm(vocab_size=v))
+case(f"{MOD}.Transformer", "dim", bad_count)(lambda v: _build_lm(dim=v))
+case(f"{MOD}.Transformer", "depth", bad_count)(lambda v: _build_lm(depth=v))
+case(f"{MOD}.Transformer", "mlp_ratio", bad_count)(lambda v: _build_lm(mlp_ratio=v))
+case(f"{MOD}.Transformer", "num_heads", st.integers(1, 9).filter(lambda h: 8 % h or (8 // h) % 2))(
+    lambda v: _build_lm(num_heads=v))
+case(f"{MOD}.Transformer", "dropout_rate", bad_rate)(lambda v: _build_lm(dropout_rate=v))
+case(f"{MOD}.Transformer", "rope_base", st.one_of(st.floats(max_value=1.0), st.just(math.nan)))(
+    lambda v: _build_lm(rope_base=v))
+case(f"{MOD}.Transformer", "norm", st.text(max_size=10).filter(lambda s: s not in ("rmsnorm", "layernorm")))(
+    lambda v: _build_lm(norm=v))
+case(f"{MOD}.Transformer", "mlp", st.text(max_size=8).filter(lambda s: s not in ("swiglu", "gelu")))(
+    lambda v: _build_lm(mlp=v))
+case(f"{MOD}.Transformer", "attention_fns", st.one_of(
+    st.integers(0, 5).filter(lambda n: n != 2).map(lambda n: [_causal()] * n),
+    st.sampled_from([3, "dense", [_causal, "dense"], [1, 2]])))(lambda v: _build_lm(attention_fns=v))
+case(f"{MOD}.Transformer", "tokens", st.integers(0, 4).filter(lambda n: n != 2))(
+    lambda n: _lm()(np.zeros((1,) * n, np.int32)))
+case(f"{MOD}.Transformer", "tokens", st.sampled_from([np.float32, np.float64, np.bool_, np.complex64]))(
+    lambda dt: _lm()(TOKENS.astype(dt)))
+
+case(f"{MOD}.generate", "model", st.sampled_from([None, 1, "lm", object()]))(
+    lambda v: fn(f"{MOD}.generate")(v, TOKENS[:, :3], max_new_tokens=2, key=KEY))
+case(f"{MOD}.generate", "max_new_tokens", bad_count)(
+    lambda v: fn(f"{MOD}.generate")(_lm(), TOKENS[:, :3], max_new_tokens=v, key=KEY))
+case(f"{MOD}.generate", "temperature", nonpositive)(
+    lambda v: fn(f"{MOD}.generate")(_lm(), TOKENS[:, :3], max_new_tokens=2, key=KEY, temperature=v))
+case(f"{MOD}.generate", "cache_len", bad_count)(
+    lambda v: fn(f"{MOD}.generate")(_lm(), TOKENS[:, :3], max_new_tokens=2, key=KEY, cache_len=v))
+case(f"{MOD}.generate", "sink_tokens", st.integers(max_value=-1))(
+    lambda v: fn(f"{MOD}.generate")(_lm(), TOKENS[:, :3], max_new_tokens=2, key=KEY, sink_tokens=v))
+case(f"{MOD}.generate", "prompt_tokens", st.sampled_from([(B,), (B, 0), (B, 3, 1), ()]))(
+    lambda shape: fn(f"{MOD}.generate")(_lm(), np.zeros(shape, np.int32), max_new_tokens=2, key=KEY))
+
+case(f"{MOD}.token_log_probs", "tokens", wrong_batch)(
+    lambda n: fn(f"{MOD}.token_log_probs")(LOGITS, np.arange(n, dtype=np.int32) % C))
+case(f"{MOD}.token_log_probs", "tokens", st.sampled_from([np.float32, np.float64, np.bool_]))(
+    lambda dt: fn(f"{MOD}.token_log_probs")(LOGITS, LABELS.astype(dt)))
+
+# Queries and keys alternate in sign along the sequence, and every query may read every key
+# (q_positions >= every key position), so an infinity anywhere in q or k makes some score +inf.
+_SIGNS = np.array([1, -1, 1, -1], np.float32)[None, :, None, None]
+_QKV = np.abs(np.asarray(jax.random.normal(jax.random.key(3), (3, B, 4, 2, 4)))) + 0.1
+Q, K, VALUES = _QKV[0] * _SIGNS, _QKV[1] * _SIGNS, _QKV[2]
+Q_POS, K_POS = np.full(4, 3, np.int32), np.arange(4, dtype=np.int32)
+for _arg in ("q", "k", "v"):
+  case(f"{MOD}.causal_attention", _arg, st.integers(1, 6).filter(lambda n: n != 4))(
+      lambda n, a=_arg: _causal()(**{"q": Q, "k": K, "v": VALUES, a: np.ones((B, 4, 2, 4, 1, 1)[:n], np.float32)},
+                                  q_positions=Q_POS, k_positions=K_POS))
+for _arg, _len in (("q_positions", 4), ("k_positions", 4)):
+  case(f"{MOD}.causal_attention", _arg, st.integers(0, 9).filter(lambda n, m=_len: n != m))(
+      lambda n, a=_arg: _causal()(Q, K, VALUES, **{"q_positions": Q_POS, "k_positions": K_POS,
+                                                   a: np.arange(n, dtype=np.int32)}))
+
+_LM_SIZES = "a structural size or a name, checked by a Case"
+SPECS += [
+    Spec(f"{MOD}.Transformer", dict(tokens=TOKENS, vocab_size=C, dim=8, mlp_ratio=2, dropout_rate=0.1,
+                                    rope_base=100.0),
+         call=_lm_forward, labels=("tokens",), batch=("tokens",), empty=lambda out: np.shape(out) == (0, 6, C),
+         numbers=("vocab_size", "dim", "mlp_ratio", "dropout_rate", "rope_base"),
+         not_applicable={"depth": _LM_SIZES, "num_heads": _LM_SIZES, "norm": _LM_SIZES, "mlp": _LM_SIZES,
+                         "attention_fns": "callables, checked by a Case"}),
+    Spec(f"{MOD}.generate", dict(prompt_tokens=TOKENS[:, :3], max_new_tokens=2, key=KEY, temperature=0.7),
+         call=lambda **kw: fn(f"{MOD}.generate")(_lm(), **kw), labels=("prompt_tokens",),
+         batch=("prompt_tokens",), empty=lambda out: np.shape(out) == (0, 5),
+         numbers=("max_new_tokens", "temperature"), keys=("key",),
+         not_applicable={"model": "a Transformer, checked by a Case",
+                         "cache_len": "per-layer slot counts, checked by a Case",
+                         "sink_tokens": "per-layer counts, checked by a Case"}),
+    Spec(f"{MOD}.token_log_probs", dict(logits=LOGITS, tokens=LABELS), floats=("logits",), labels=("tokens",),
+         jit=True, batch=("logits", "tokens"), empty=lambda out: np.shape(out) == (0,)),
+    Spec(f"{MOD}.causal_attention", dict(q=Q, k=K, v=VALUES, q_positions=Q_POS, k_positions=K_POS),
+         floats=("q", "k", "v"), jit=True, batch=("q", "k", "v"), empty=lambda out: np.shape(out) == (0, 4, 2, 4),
+         not_applicable={"q_positions": "integer positions, any value valid (negative: an empty slot); shape "
+                                        "checked by a Case",
+                         "k_positions": "integer positions, any value valid (negative: an empty slot); shape "
+                                        "checked by a Case"}),
+]
+EXEMPT.update({
+    f"{MOD}.KVCache": "a PyTree container built by Transformer.init_cache (checked there and in decode)",
+    f"{MOD}.LayerKVCache": "a PyTree container built by Transformer.init_cache (checked there and in decode)",
+})

@@ -1,0 +1,46 @@
+"""Attention patterns and block-sparse attention: LongGen's sparse layers and their kernel.
+
+- Patterns as pure functions: NumPy boolean masks ``(q_len, k_len)``, True = may attend, for
+  `causal_mask`, `sliding_window_mask`, `sink_window_mask` (attention sink + window,
+  StreamingLLM-style) and `block_sparse_mask` (local + strided blocks, dkernel's rule), by name in
+  `PATTERNS`; and for kernels, `block_layout` (which key blocks each query block reads) and
+  `layout_indices` (each query block's key-block list, padded, with a count).
+- Attention: `block_sparse_attention`, a flash-attention style Pallas kernel (online softmax over
+  the listed key blocks only, exact element mask inside a block, forward and backward in a
+  ``custom_vjp``; interpret mode off GPU/TPU) or, with ``implementation="jnp"``, a blockwise jnp path
+  (gathered key blocks, autodiff); `dense_masked_attention`, the dense reference.
+
+LongGen trains long-context models with 1/3 of the layers full attention (in the middle) and 2/3
+sparse (sink + window, or block-sparse local + strided), which speeds up training and shrinks the
+KV cache, since a sparse layer keeps only the tokens its pattern can still read.
+
+References:
+  Ge et al., "A Little Goes a Long Way: Efficient Long Context Training and Inference with Partial
+  Contexts", 2024, https://arxiv.org/abs/2410.01485; Xiao et al., "Efficient Streaming Language
+  Models with Attention Sinks", ICLR 2024, https://arxiv.org/abs/2309.17453; block-sparse kernels:
+  https://github.com/linxihui/dkernel; Dao, "FlashAttention-2", 2023, https://arxiv.org/abs/2307.08691.
+"""
+
+from jaxdyn.attention._kernel import IMPLEMENTATIONS, block_sparse_attention, dense_masked_attention
+from jaxdyn.attention._patterns import (
+    PATTERNS,
+    block_layout,
+    block_sparse_mask,
+    causal_mask,
+    layout_indices,
+    sink_window_mask,
+    sliding_window_mask,
+)
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "PATTERNS",
+    "block_layout",
+    "block_sparse_attention",
+    "block_sparse_mask",
+    "causal_mask",
+    "dense_masked_attention",
+    "layout_indices",
+    "sink_window_mask",
+    "sliding_window_mask",
+]

@@ -1,0 +1,109 @@
+"""Input-policy declarations for `jaxdyn.attention` (the vocabulary is in ``spec.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from tests.scale.input_policy.spec import *  # noqa: F403  (the shared vocabulary)
+from tests.scale.input_policy.spec import Case, Spec, collector, fn
+
+ATT = "jaxdyn.attention"
+CASES: list[Case] = []
+SPECS: list[Spec] = []
+case = collector(CASES)
+
+# --- attention -----------------------------------------------------------------------------------
+L, NH, D = 8, 2, 4
+_rng = np.random.default_rng(0)
+Q, K, V = (_rng.standard_normal((2, L, NH, D)).astype(np.float32) for _ in range(3))
+MASK = np.tril(np.ones((L, L), bool)) & ~np.tril(np.ones((L, L), bool), -3)  # a window of 3
+bad_length = st.one_of(st.integers(max_value=-1), non_integral, st.booleans())
+bad_mask = st.sampled_from([np.ones((L, L), np.float32), np.ones((L, L), np.int32), np.ones(L, bool),
+                            np.ones((L, L + 1), bool), np.ones((3, L, L), bool), "causal", None])
+not_bool = st.sampled_from([0, 1, "yes", 1.0])
+
+_MASK_FNS = {
+    "causal_mask": {},
+    "sliding_window_mask": dict(window=3),
+    "sink_window_mask": dict(sink=1, window=3),
+    "block_sparse_mask": dict(block_size=2, local_blocks=1, vertical_stride=2),
+}
+for name, kw in _MASK_FNS.items():
+  f = f"{ATT}.{name}"
+  case(f, "q_len", bad_length)(lambda v, f=f, kw=kw: fn(f)(v, **kw))
+  case(f, "k_len", bad_length)(lambda v, f=f, kw=kw: fn(f)(4, v, **kw))
+  case(f, "q_offset", bad_length)(lambda v, f=f, kw=kw: fn(f)(4, q_offset=v, **kw))
+  for arg in kw:
+    strategy = bad_length if arg == "sink" else bad_count
+    case(f, arg, strategy)(lambda v, f=f, kw=kw, arg=arg: fn(f)(4, **{**kw, arg: v}))
+case(f"{ATT}.block_sparse_mask", "head_offset", bad_length)(
+    lambda v: fn(f"{ATT}.block_sparse_mask")(4, head_offset=v, **_MASK_FNS["block_sparse_mask"]))
+case(f"{ATT}.block_sparse_mask", "num_heads", bad_count)(
+    lambda v: fn(f"{ATT}.block_sparse_mask")(4, num_heads=v, **_MASK_FNS["block_sparse_mask"]))
+case(f"{ATT}.block_layout", "mask", bad_mask.filter(lambda m: not (isinstance(m, np.ndarray) and m.dtype == bool
+                                                                   and m.ndim in (2, 3))))(
+    lambda v: fn(f"{ATT}.block_layout")(v, 2, 2))
+for arg in ("block_q", "block_k"):
+  case(f"{ATT}.block_layout", arg, bad_count)(
+      lambda v, arg=arg: fn(f"{ATT}.block_layout")(MASK, **{"block_q": 2, "block_k": 2, arg: v}))
+case(f"{ATT}.layout_indices", "layout", st.sampled_from([np.ones((2, 2), np.float32), np.ones(2, bool),
+                                                        np.ones((1, 1, 2, 2), bool), "layout"]))(
+    lambda v: fn(f"{ATT}.layout_indices")(v))
+
+for name in ("dense_masked_attention", "block_sparse_attention"):
+  f = f"{ATT}.{name}"
+  case(f, "mask", bad_mask.filter(lambda m: m is not None))(lambda v, f=f: fn(f)(Q, K, V, v))
+  case(f, "scale", nonpositive)(lambda v, f=f: fn(f)(Q, K, V, MASK, scale=v))
+  case(f, "q", st.sampled_from([Q[0], Q.astype(np.complex64), Q[None]]))(lambda v, f=f: fn(f)(v, K, V, MASK))
+  case(f, "v", st.integers(1, 6).filter(lambda n: n != L).map(lambda n: np.ones((2, n, NH, D), np.float32)))(
+      lambda v, f=f: fn(f)(Q, K, v, MASK))
+  case(f, "k", st.integers(1, 4).filter(lambda n: n != NH).map(lambda n: np.ones((2, L, n, D), np.float32)))(
+      lambda v, f=f: fn(f)(Q, v, v, MASK))
+_BSA = f"{ATT}.block_sparse_attention"
+for arg in ("block_q", "block_k"):
+  case(_BSA, arg, bad_count)(lambda v, arg=arg: fn(_BSA)(Q, K, V, MASK, **{arg: v}, interpret=True))
+case(_BSA, "implementation", bad_name.filter(lambda s: s not in ("pallas", "jnp")))(
+    lambda v: fn(_BSA)(Q, K, V, MASK, implementation=v))
+case(_BSA, "interpret", not_bool)(lambda v: fn(_BSA)(Q, K, V, MASK, interpret=v))
+
+EXEMPT: dict[str, str] = {}
+
+
+# --- clause specs ---------------------------------------------------------------------------------
+def _as_float(name):
+  return lambda **kw: np.asarray(fn(f"{ATT}.{name}")(**kw), np.float32)
+
+
+_LENGTHS = dict(q_len=6, k_len=9, q_offset=2)
+_NA_ATT = {"mask": "a concrete boolean pattern: no non-finite values; its dtype and shape are Cases"}
+SPECS += [
+    Spec(f"{ATT}.{name}", {**_LENGTHS, **kw}, call=_as_float(name),
+         numbers=("q_len", "k_len", "q_offset", *kw),
+         ranges={"q_len": st.integers(0, 40), "q_offset": st.integers(0, 40)})
+    for name, kw in _MASK_FNS.items()
+]
+SPECS += [
+    Spec(f"{ATT}.block_sparse_mask", dict(_LENGTHS, **_MASK_FNS["block_sparse_mask"], head_offset=1, num_heads=3),
+         call=_as_float("block_sparse_mask"), numbers=("head_offset", "num_heads"),
+         not_applicable={k: "the Spec without num_heads covers it" for k in ("q_len", "k_len", "q_offset")}),
+    Spec(f"{ATT}.block_layout", dict(mask=MASK, block_q=3, block_k=2), call=_as_float("block_layout"),
+         numbers=("block_q", "block_k"), ranges={"block_q": st.integers(1, 100), "block_k": st.integers(1, 100)},
+         not_applicable=_NA_ATT),
+    Spec(f"{ATT}.layout_indices", dict(layout=MASK),
+         call=lambda layout: np.concatenate([a.ravel() for a in fn(f"{ATT}.layout_indices")(layout)]).astype(
+             np.float32),
+         not_applicable={"layout": "a concrete boolean layout: its dtype and shape are Cases"}),
+    Spec(f"{ATT}.dense_masked_attention", dict(q=Q, k=K, v=V, mask=MASK, scale=0.5), floats=("q", "k", "v"),
+         jit=True, batch=("q", "k", "v"), empty=lambda out: np.shape(out) == (0, L, NH, D), numbers=("scale",),
+         ranges={"scale": st.floats(1e-4, 1e3), "q": st.floats(-1e3, 1e3).map(lambda c: Q * np.float32(c))},
+         not_applicable=_NA_ATT),
+]
+for impl in ("pallas", "jnp"):
+  SPECS.append(Spec(
+      _BSA, dict(q=Q, k=K, v=V, mask=MASK, block_q=4, block_k=4, scale=0.5, implementation=impl, interpret=True),
+      floats=("q", "k", "v"), jit=True, batch=("q", "k", "v"), empty=lambda out: np.shape(out) == (0, L, NH, D),
+      numbers=("block_q", "block_k", "scale"),
+      ranges={"scale": st.floats(1e-4, 1e3), "q": st.floats(-1e3, 1e3).map(lambda c: Q * np.float32(c))},
+      not_applicable={**_NA_ATT, "implementation": "a name (a Case)",
+                      "interpret": "a mode switch (None: by backend); both modes compute the same values"}))
