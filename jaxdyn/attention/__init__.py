@@ -9,6 +9,10 @@
   the listed key blocks only, exact element mask inside a block, forward and backward in a
   ``custom_vjp``; interpret mode off GPU/TPU) or, with ``implementation="jnp"``, a blockwise jnp path
   (gathered key blocks, autodiff); `dense_masked_attention`, the dense reference.
+- LongGen hybrid stacks: `layer_plan` (full layers in the middle, the rest sparse),
+  `sink_window_attention` / `hybrid_attention_fns` (attention functions for
+  `jaxdyn.models.Transformer`, masked by absolute positions), `hybrid_cache` (ring buffers of
+  sink + window slots for the sparse layers) and `kv_cache_bytes` (the cache's size per plan).
 
 LongGen trains long-context models with 1/3 of the layers full attention (in the middle) and 2/3
 sparse (sink + window, or block-sparse local + strided), which speeds up training and shrinks the
@@ -22,6 +26,15 @@ References:
 """
 
 from jaxdyn.attention._kernel import IMPLEMENTATIONS, block_sparse_attention, dense_masked_attention
+from jaxdyn.attention._longgen import (
+    PLACEMENTS,
+    hybrid_attention_fns,
+    hybrid_cache,
+    hybrid_cache_sizes,
+    kv_cache_bytes,
+    layer_plan,
+    sink_window_attention,
+)
 from jaxdyn.attention._patterns import (
     PATTERNS,
     block_layout,
@@ -35,12 +48,19 @@ from jaxdyn.attention._patterns import (
 __all__ = [
     "IMPLEMENTATIONS",
     "PATTERNS",
+    "PLACEMENTS",
     "block_layout",
     "block_sparse_attention",
     "block_sparse_mask",
     "causal_mask",
     "dense_masked_attention",
+    "hybrid_attention_fns",
+    "hybrid_cache",
+    "hybrid_cache_sizes",
+    "kv_cache_bytes",
+    "layer_plan",
     "layout_indices",
+    "sink_window_attention",
     "sink_window_mask",
     "sliding_window_mask",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from hypothesis import strategies as st
 
@@ -67,6 +68,50 @@ case(_BSA, "implementation", bad_name.filter(lambda s: s not in ("pallas", "jnp"
     lambda v: fn(_BSA)(Q, K, V, MASK, implementation=v))
 case(_BSA, "interpret", not_bool)(lambda v: fn(_BSA)(Q, K, V, MASK, interpret=v))
 
+# LongGen hybrid stacks.
+_PLAN = ("sparse", "full", "sparse")
+bad_plan = st.sampled_from(["full", (), ("full", "dense"), None, 3])
+bad_fraction = st.one_of(st.floats(max_value=-1e-6), st.floats(min_value=1.000001), st.just(float("nan")),
+                         st.booleans())
+case(f"{ATT}.layer_plan", "depth", bad_count)(lambda v: fn(f"{ATT}.layer_plan")(v))
+case(f"{ATT}.layer_plan", "full_fraction", bad_fraction)(lambda v: fn(f"{ATT}.layer_plan")(6, full_fraction=v))
+case(f"{ATT}.layer_plan", "placement", bad_name.filter(lambda s: s not in ("middle", "bottom", "top", "interleave")))(
+    lambda v: fn(f"{ATT}.layer_plan")(6, placement=v))
+case(f"{ATT}.sink_window_attention", "sink", bad_length)(lambda v: fn(f"{ATT}.sink_window_attention")(v, 2))
+case(f"{ATT}.sink_window_attention", "window", bad_count)(lambda v: fn(f"{ATT}.sink_window_attention")(1, v))
+case(f"{ATT}.hybrid_attention_fns", "plan", bad_plan)(lambda v: fn(f"{ATT}.hybrid_attention_fns")(v, sink=1, window=2))
+case(f"{ATT}.hybrid_attention_fns", "sink", bad_length)(
+    lambda v: fn(f"{ATT}.hybrid_attention_fns")(_PLAN, sink=v, window=2))
+case(f"{ATT}.hybrid_attention_fns", "window", bad_count)(
+    lambda v: fn(f"{ATT}.hybrid_attention_fns")(_PLAN, sink=1, window=v))
+_SIZES = f"{ATT}.hybrid_cache_sizes"
+case(_SIZES, "plan", bad_plan)(lambda v: fn(_SIZES)(v, 16, sink=1, window=2))
+case(_SIZES, "max_len", bad_count)(lambda v: fn(_SIZES)(_PLAN, v, sink=1, window=2))
+case(_SIZES, "sink", bad_length)(lambda v: fn(_SIZES)(_PLAN, 16, sink=v, window=2))
+case(_SIZES, "window", bad_count)(lambda v: fn(_SIZES)(_PLAN, 16, sink=1, window=v))
+_KVB = f"{ATT}.kv_cache_bytes"
+_KVB_KW = dict(num_heads=2, head_dim=4, sink=1, window=3, batch=1)
+case(_KVB, "plan", bad_plan)(lambda v: fn(_KVB)(v, 16, **_KVB_KW))
+case(_KVB, "seq_len", bad_count)(lambda v: fn(_KVB)(_PLAN, v, **_KVB_KW))
+for _arg in ("num_heads", "head_dim", "window", "batch"):
+  case(_KVB, _arg, bad_count)(lambda v, a=_arg: fn(_KVB)(_PLAN, 16, **{**_KVB_KW, a: v}))
+case(_KVB, "sink", bad_length)(lambda v: fn(_KVB)(_PLAN, 16, **{**_KVB_KW, "sink": v}))
+_HC = f"{ATT}.hybrid_cache"
+
+
+def _transformer():
+  from flax import nnx
+  return fn("jaxdyn.models.Transformer")(vocab_size=8, dim=8, depth=3, num_heads=2, rngs=nnx.Rngs(0))
+
+
+case(_HC, "model", st.sampled_from([None, 3, "model"]))(lambda v: fn(_HC)(v, _PLAN, 1, 8, sink=1, window=2))
+case(_HC, "plan", bad_plan)(lambda v: fn(_HC)(_transformer(), v, 1, 8, sink=1, window=2))
+case(_HC, "plan", st.sampled_from([("full",), ("full", "sparse"), ("full",) * 4]))(
+    lambda v: fn(_HC)(_transformer(), v, 1, 8, sink=1, window=2))
+case(_HC, "max_len", bad_count)(lambda v: fn(_HC)(_transformer(), _PLAN, 1, v, sink=1, window=2))
+case(_HC, "batch", st.one_of(st.integers(max_value=-1), non_integral))(
+    lambda v: fn(_HC)(_transformer(), _PLAN, v, 8, sink=1, window=2))
+
 EXEMPT: dict[str, str] = {}
 
 
@@ -107,3 +152,32 @@ for impl in ("pallas", "jnp"):
       ranges={"scale": st.floats(1e-4, 1e3), "q": st.floats(-1e3, 1e3).map(lambda c: Q * np.float32(c))},
       not_applicable={**_NA_ATT, "implementation": "a name (a Case)",
                       "interpret": "a mode switch (None: by backend); both modes compute the same values"}))
+
+_NOT_ARRAYS = "a size (a Case); the result is a Python structure, not an array"
+SPECS += [
+    Spec(f"{ATT}.layer_plan", dict(depth=6, full_fraction=0.5),
+         call=lambda **kw: np.asarray([p == "full" for p in fn(f"{ATT}.layer_plan")(**kw)], np.float32),
+         numbers=("depth", "full_fraction"), not_applicable={"placement": "a name (a Case)"}),
+    Spec(f"{ATT}.sink_window_attention", dict(q=Q, k=K, v=V, sink=1, window=3),
+         call=lambda q, k, v, sink, window: fn(f"{ATT}.sink_window_attention")(sink, window)(
+             q, k, v, q_positions=np.arange(q.shape[1]), k_positions=np.arange(k.shape[1])),
+         floats=("q", "k", "v"), batch=("q", "k", "v"), empty=lambda out: np.shape(out) == (0, L, NH, D),
+         numbers=("sink", "window"), ranges={"q": st.floats(-1e3, 1e3).map(lambda c: Q * np.float32(c))}),
+    Spec(f"{ATT}.hybrid_attention_fns", dict(q=Q, k=K, v=V, sink=1, window=3),
+         call=lambda q, k, v, sink, window: fn(f"{ATT}.hybrid_attention_fns")(_PLAN, sink=sink, window=window)[0](
+             q, k, v, q_positions=np.arange(q.shape[1]), k_positions=np.arange(k.shape[1])),
+         floats=("q", "k", "v"), batch=("q", "k", "v"), empty=lambda out: np.shape(out) == (0, L, NH, D),
+         numbers=("sink", "window"), not_applicable={"plan": "names (a Case)"}),
+    Spec(_SIZES, dict(max_len=16, sink=1, window=3),
+         call=lambda **kw: np.asarray(fn(_SIZES)(_PLAN, **kw), np.float32), numbers=("max_len", "sink", "window"),
+         not_applicable={"plan": "names (a Case)"}),
+    Spec(_KVB, dict(seq_len=16, **_KVB_KW),
+         call=lambda **kw: np.asarray(fn(_KVB)(_PLAN, **kw)["per_layer"], np.float32),
+         numbers=("seq_len", "num_heads", "head_dim", "sink", "window", "batch"),
+         not_applicable={"plan": "names (a Case)", "dtype": "a dtype, read by NumPy"}),
+    Spec(_HC, dict(batch=2, max_len=8, sink=1, window=3),
+         call=lambda **kw: np.asarray([x.size for x in jax.tree.leaves(fn(_HC)(_transformer(), _PLAN, **kw))],
+                                      np.float32),
+         numbers=("batch", "max_len", "sink", "window"),
+         not_applicable={"model": "a module (a Case)", "plan": "names (a Case)", "dtype": "the stored dtype"}),
+]

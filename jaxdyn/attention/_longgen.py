@@ -1,0 +1,229 @@
+"""LongGen hybrid stacks: which layers attend to everything, which to a sink and a window, and the cache.
+
+Ge et al. (LongGen, arXiv 2410.01485) extend a pretrained LM's context by fine-tuning it at the long
+length with most layers on a sparse pattern and a few on full attention: "1/3 full attention layers
+in the middle" and 2/3 sparse layers (attention sink + sliding window, or block-sparse strided),
+which keeps the long-context retrieval of full attention (the full layers give "direct access to
+all tokens") while the sparse layers keep only a constant-size KV cache at inference (the paper
+reports a 62% smaller cache). This module gives:
+
+- `layer_plan(depth, full_fraction=1/3, placement="middle")`: a tuple of ``"full"`` / ``"sparse"``
+  per layer. With n_f = round(full_fraction * depth) full layers, ``"middle"`` puts them in the
+  contiguous middle span [floor((depth - n_f) / 2), + n_f) (the paper's choice), ``"bottom"`` and
+  ``"top"`` at either end, ``"interleave"`` evenly spaced (the placements the paper compares).
+- `sink_window_attention(sink, window)`: an attention function for `jaxdyn.models.Transformer`
+  (``fn(q, k, v, *, q_positions, k_positions)``) masked by absolute positions,
+  M_ij = [0 <= p_j <= p_i] [p_j < sink or p_i - p_j < window], so the same function serves training
+  (positions 0..L-1) and cached decoding (whatever slots a ring buffer holds).
+- `hybrid_attention_fns(plan, sink, window)`: one function per layer (`jaxdyn.models.causal_attention`
+  for full layers).
+- `hybrid_cache(model, plan, batch, max_len, sink, window)`: a `KVCache` whose sparse layers are
+  ring buffers of ``sink + window`` slots (the first ``sink`` never overwritten) and whose full
+  layers hold ``max_len``; the pattern never reads a token the ring has dropped, so decoding with it
+  gives exactly what decoding with full caches gives.
+- `kv_cache_bytes(plan, seq_len, ...)`: the cache's size per layer and in total, 2 (K and V) x heads
+  x head_dim x bytes per element x tokens kept (seq_len for a full layer, min(seq_len, sink + window)
+  for a sparse one), plus the int32 position of each slot.
+
+The sparse layers here compute their scores densely and mask them (memory O(q_len k_len)); the
+block-sparse kernels (`block_sparse_attention`) take a concrete mask, which this position-based
+interface cannot give under ``jit``. What a sparse layer saves here is the cache, which is what the
+paper's inference claim measures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdyn import _validation
+from jaxdyn.attention._kernel import _masked_softmax
+
+__all__ = ["PLACEMENTS", "hybrid_attention_fns", "hybrid_cache", "hybrid_cache_sizes", "kv_cache_bytes",
+           "layer_plan", "sink_window_attention"]
+
+PLACEMENTS = ("middle", "bottom", "top", "interleave")
+
+
+def layer_plan(depth: int, *, full_fraction: float = 1 / 3, placement: str = "middle") -> tuple[str, ...]:
+  """Which layers are full attention and which sparse, LongGen's hybrid stack.
+
+  n_f = round(full_fraction * depth) layers are ``"full"`` (at least one when full_fraction > 0);
+  ``"middle"`` (the paper's default) makes layers [s, s + n_f) full with s = floor((depth - n_f) / 2),
+  ``"bottom"`` the first n_f, ``"top"`` the last n_f, ``"interleave"`` layers
+  floor((i + 1/2) depth / n_f) for i < n_f. The rest are ``"sparse"``.
+
+  Args:
+    depth: layers, >= 1.
+    full_fraction: in [0, 1]; 0 is an all-sparse stack, 1 all full.
+    placement: one of `PLACEMENTS`.
+
+  Returns:
+    A tuple of ``depth`` strings.
+
+  Example:
+    >>> layer_plan(6)
+    ('sparse', 'sparse', 'full', 'full', 'sparse', 'sparse')
+
+  References:
+    Ge et al., "A Little Goes a Long Way: Efficient Long Context Training and Inference with Partial
+    Contexts", 2024, https://arxiv.org/abs/2410.01485.
+  """
+  depth = _validation.check_int("depth", depth, lower=1)
+  full_fraction = _validation.check_real("full_fraction", full_fraction, lower=0.0, upper=1.0)
+  placement = _validation.check_choice("placement", placement, PLACEMENTS)
+  n = min(depth, max(1, round(full_fraction * depth))) if full_fraction > 0 else 0
+  if placement == "middle":
+    s = (depth - n) // 2
+    full = set(range(s, s + n))
+  elif placement == "bottom":
+    full = set(range(n))
+  elif placement == "top":
+    full = set(range(depth - n, depth))
+  else:
+    full = {math.floor((i + 0.5) * depth / n) for i in range(n)}
+  return tuple("full" if i in full else "sparse" for i in range(depth))
+
+
+def _check_plan(plan) -> tuple[str, ...]:
+  if isinstance(plan, (str, bytes)) or not isinstance(plan, Sequence) or not plan:
+    raise ValueError(f"plan: must be a non-empty sequence of 'full' / 'sparse', got {plan!r}")
+  for p in plan:
+    if p not in ("full", "sparse"):
+      raise ValueError(f"plan: must hold only 'full' and 'sparse', got {p!r}")
+  return tuple(plan)
+
+
+def sink_window_attention(sink: int, window: int) -> Callable[..., jax.Array]:
+  """An attention function (``fn(q, k, v, *, q_positions, k_positions)``) on a sink and a window.
+
+  Query i at position p_i reads key j at position p_j when 0 <= p_j <= p_i and (p_j < sink or
+  p_i - p_j < window): the first ``sink`` tokens and the last ``window`` (itself included), as
+  `sink_window_mask` with positions; a negative position is an empty cache slot. Softmax over
+  the allowed keys with scale 1/sqrt(head_dim), in float32 at least; a query with no allowed key
+  gives zeros.
+
+  Args:
+    sink: leading tokens every query reads, >= 0.
+    window: the sliding window, >= 1.
+
+  Returns:
+    The function, for `jaxdyn.models.Transformer`'s ``attention_fns``.
+
+  Example:
+    >>> fn = sink_window_attention(1, 2)
+    >>> q = k = jnp.zeros((1, 4, 1, 2)); v = jnp.arange(4.0).reshape(1, 4, 1, 1) * jnp.ones(2)
+    >>> p = jnp.arange(4)
+    >>> [round(x, 4) for x in fn(q, k, v, q_positions=p, k_positions=p)[0, :, 0, 0].tolist()]  # {0} {0,1} {0,1,2} {0,2,3}
+    [0.0, 0.5, 1.0, 1.6667]
+  """
+  sink = _validation.check_int("sink", sink, lower=0)
+  window = _validation.check_int("window", window, lower=1)
+
+  def attend(q, k, v, *, q_positions, k_positions):
+    for name, x in (("q", q), ("k", k), ("v", v)):
+      _validation.check_ndim(name, x, 4)
+    qp, kp = jnp.asarray(q_positions)[:, None], jnp.asarray(k_positions)[None, :]
+    allowed = (kp >= 0) & (kp <= qp) & ((kp < sink) | (qp - kp < window))
+    dtype = jnp.promote_types(q.dtype, jnp.float32)
+    s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(dtype), k.astype(dtype)) / math.sqrt(q.shape[-1])
+    w = _masked_softmax(s, jnp.broadcast_to(allowed, s.shape))
+    return jnp.einsum("bhqk,bkhd->bqhd", w, v.astype(dtype)).astype(v.dtype)
+
+  attend.sink, attend.window = sink, window
+  return attend
+
+
+def hybrid_attention_fns(plan: Sequence[str], *, sink: int, window: int) -> tuple[Callable[..., jax.Array], ...]:
+  """Per layer of ``plan``: `jaxdyn.models.causal_attention` (full) or `sink_window_attention` (sparse).
+
+  Example:
+    >>> [f.__name__ for f in hybrid_attention_fns(("sparse", "full"), sink=1, window=4)]
+    ['attend', 'causal_attention']
+  """
+  from jaxdyn.models import causal_attention  # pylint: disable=import-outside-toplevel
+  plan = _check_plan(plan)
+  sparse = sink_window_attention(sink, window)
+  return tuple(causal_attention if p == "full" else sparse for p in plan)
+
+
+def hybrid_cache(model, plan: Sequence[str], batch: int, max_len: int, *, sink: int, window: int, dtype=jnp.float32):
+  """An empty KV cache for ``model`` under ``plan``: full layers ``max_len`` slots, sparse ones a ring.
+
+  A sparse layer keeps ``min(max_len, sink + window)`` slots, its first ``sink`` fixed (the sink
+  tokens) and the rest a ring over the latest tokens (`jaxdyn.models.Transformer.init_cache`). A
+  query at position p reads at most the sink and positions p - window + 1 .. p, all of which the
+  ring still holds when the chunk is decoded, so the result equals decoding with full caches.
+
+  Args:
+    model: a `jaxdyn.models.Transformer` with ``len(plan)`` layers.
+    plan: from `layer_plan`.
+    batch: sequences decoded together.
+    max_len: the longest sequence (prompt and generated tokens).
+    sink, window: the sparse layers' pattern (those of `hybrid_attention_fns`).
+    dtype: the stored keys' and values' dtype.
+  """
+  from jaxdyn.models import Transformer  # pylint: disable=import-outside-toplevel
+  if not isinstance(model, Transformer):
+    raise TypeError(f"model: must be a jaxdyn.models.Transformer, got {type(model).__name__}")
+  plan = _check_plan(plan)
+  if len(plan) != model.depth:
+    raise ValueError(f"plan: must give one entry per layer ({model.depth}), got {len(plan)}")
+  lens, sinks = hybrid_cache_sizes(plan, max_len, sink=sink, window=window)
+  return model.init_cache(batch, lens, dtype, sink_tokens=sinks)
+
+
+def hybrid_cache_sizes(plan: Sequence[str], max_len: int, *, sink: int, window: int
+                       ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Per layer, the cache slots and fixed sink slots of `hybrid_cache` (``cache_len``, ``sink_tokens``
+  of `jaxdyn.models.generate`): ``max_len`` and 0 for a full layer, ``min(max_len, sink + window)``
+  and ``sink`` for a sparse one (0 when the ring never wraps).
+
+  Example:
+    >>> hybrid_cache_sizes(("sparse", "full"), 100, sink=2, window=8)
+    ((10, 100), (2, 0))
+  """
+  plan = _check_plan(plan)
+  max_len = _validation.check_int("max_len", max_len, lower=1)
+  sink = _validation.check_int("sink", sink, lower=0)
+  window = _validation.check_int("window", window, lower=1)
+  ring = min(max_len, sink + window)
+  lens = tuple(max_len if p == "full" else ring for p in plan)
+  sinks = tuple(0 if p == "full" or ring == max_len else sink for p in plan)
+  return lens, sinks
+
+
+def kv_cache_bytes(plan: Sequence[str], seq_len: int, *, num_heads: int, head_dim: int, sink: int, window: int,
+                   dtype=jnp.float32, batch: int = 1) -> dict[str, object]:
+  """KV-cache bytes of a plan at ``seq_len`` tokens, per layer and in total, against all-full.
+
+  Per layer: slots x (batch 2 heads head_dim itemsize + 4), the 4 bytes being the int32 position
+  of each slot, with slots = seq_len for a full layer and min(seq_len, sink + window) for a sparse
+  one; the total adds the cache's int32 length: exactly the arrays `hybrid_cache` allocates.
+
+  Returns:
+    ``{"per_layer": [bytes...], "total": bytes, "full_total": bytes of the all-full plan,
+    "saving": 1 - total / full_total, "bytes_per_token": total / seq_len}``.
+
+  Example:
+    >>> r = kv_cache_bytes(("sparse", "full", "sparse"), 1024, num_heads=2, head_dim=8, sink=4, window=60)
+    >>> r["per_layer"], round(r["saving"], 3)
+    ([8448, 135168, 8448], 0.625)
+  """
+  plan = _check_plan(plan)
+  seq_len = _validation.check_int("seq_len", seq_len, lower=1)
+  num_heads = _validation.check_int("num_heads", num_heads, lower=1)
+  head_dim = _validation.check_int("head_dim", head_dim, lower=1)
+  sink = _validation.check_int("sink", sink, lower=0)
+  window = _validation.check_int("window", window, lower=1)
+  batch = _validation.check_int("batch", batch, lower=1)
+  per_slot = batch * 2 * num_heads * head_dim * np.dtype(dtype).itemsize + 4
+  slots = [seq_len if p == "full" else min(seq_len, sink + window) for p in plan]
+  per_layer = [s * per_slot for s in slots]
+  total, full_total = sum(per_layer) + 4, len(plan) * seq_len * per_slot + 4
+  return {"per_layer": per_layer, "total": total, "full_total": full_total, "saving": 1 - total / full_total,
+          "bytes_per_token": total / seq_len}
