@@ -9,6 +9,10 @@
   the listed key blocks only, exact element mask inside a block, forward and backward in a
   ``custom_vjp``; interpret mode off GPU/TPU) or, with ``implementation="jnp"``, a blockwise jnp path
   (gathered key blocks, autodiff); `dense_masked_attention`, the dense reference.
+- In-context linear regression (He, Pan, Chen & Yang, 2025): `sample_tasks`, the one-layer multi-head softmax
+  attention model (`init_icl_attention`, `icl_attention`, `icl_loss`, `train_icl`), its per-head
+  metrics (`kq_diagonal`, `ov_last_entry`, `implied_gd_step`) and the predictors it is compared with
+  (`debiased_gd_predict`, `linear_attention_predict`, `ridge_predict`, `bayes_predict`).
 - LongGen hybrid stacks: `layer_plan` (full layers in the middle, the rest sparse),
   `sink_window_attention` / `hybrid_attention_fns` (attention functions for
   `jaxdyn.models.Transformer`, masked by absolute positions), `hybrid_cache` (ring buffers of
@@ -25,6 +29,26 @@ References:
   https://github.com/linxihui/dkernel; Dao, "FlashAttention-2", 2023, https://arxiv.org/abs/2307.08691.
 """
 
+from jaxdyn.attention._icl import (
+    ICLBatch,
+    ICLTrainResult,
+    bayes_predict,
+    debiased_gd_predict,
+    fit_debiased_gd_step,
+    fit_linear_attention_step,
+    icl_attention,
+    icl_loss,
+    icl_tokens,
+    implied_gd_step,
+    init_icl_attention,
+    kq_diagonal,
+    linear_attention_predict,
+    ov_last_entry,
+    r_squared,
+    ridge_predict,
+    sample_tasks,
+    train_icl,
+)
 from jaxdyn.attention._kernel import IMPLEMENTATIONS, block_sparse_attention, dense_masked_attention
 from jaxdyn.attention._longgen import (
     PLACEMENTS,
@@ -46,21 +70,39 @@ from jaxdyn.attention._patterns import (
 )
 
 __all__ = [
+    "ICLBatch",
+    "ICLTrainResult",
     "IMPLEMENTATIONS",
     "PATTERNS",
     "PLACEMENTS",
+    "bayes_predict",
     "block_layout",
     "block_sparse_attention",
     "block_sparse_mask",
     "causal_mask",
+    "debiased_gd_predict",
     "dense_masked_attention",
+    "fit_debiased_gd_step",
+    "fit_linear_attention_step",
     "hybrid_attention_fns",
     "hybrid_cache",
     "hybrid_cache_sizes",
+    "icl_attention",
+    "icl_loss",
+    "icl_tokens",
+    "implied_gd_step",
+    "init_icl_attention",
+    "kq_diagonal",
     "kv_cache_bytes",
     "layer_plan",
     "layout_indices",
+    "linear_attention_predict",
+    "ov_last_entry",
+    "r_squared",
+    "ridge_predict",
+    "sample_tasks",
     "sink_window_attention",
     "sink_window_mask",
     "sliding_window_mask",
+    "train_icl",
 ]

@@ -181,3 +181,11 @@ SPECS += [
          numbers=("batch", "max_len", "sink", "window"),
          not_applicable={"model": "a module (a Case)", "plan": "names (a Case)", "dtype": "the stored dtype"}),
 ]
+
+
+# The in-context regression declarations.
+from tests.scale.input_policy import _attention_icl  # noqa: E402
+
+CASES += _attention_icl.CASES
+SPECS += _attention_icl.SPECS
+EXEMPT.update(_attention_icl.EXEMPT)
