@@ -26,26 +26,42 @@ class Arm:
 
 @dataclasses.dataclass(frozen=True)
 class Expect:
-  """An expected relation between two arms' seed-means of the claim's metric.
+  """An expected relation between two arms' seed-means of the claim's metric, or of one arm's to a value.
 
   ``kind``: ``"greater"`` (a > b + margin), ``"less"`` (a < b - margin), ``"within"``
   (|a - b| <= margin) or ``"at_least"`` (a >= b - margin: at most ``margin`` worse, e.g. "under 1
-  point of accuracy lost").
+  point of accuracy lost"); ``"above"`` (a > value) and ``"below"`` (a < value) compare one arm
+  with a declared number (e.g. "R^2 above 0.9") and take no ``b``.
   """
 
   kind: str
   a: str
-  b: str
+  b: str | None = None
   margin: float = 0.0
+  value: float | None = None
 
   def __post_init__(self):
-    if self.kind not in ("greater", "less", "within", "at_least"):
-      raise ValueError(f"kind: must be 'greater', 'less', 'within' or 'at_least', got {self.kind!r}")
+    if self.kind not in ("greater", "less", "within", "at_least", "above", "below"):
+      raise ValueError(f"kind: must be 'greater', 'less', 'within', 'at_least', 'above' or 'below', got {self.kind!r}")
     if self.margin < 0:
       raise ValueError(f"margin: must be >= 0, got {self.margin}")
+    if self.kind in ("above", "below"):
+      if self.value is None or self.b is not None:
+        raise ValueError(f"value: kind {self.kind!r} compares arm a with a value (and takes no b)")
+    elif self.b is None:
+      raise ValueError(f"b: kind {self.kind!r} compares two arms")
+
+  @property
+  def arms(self) -> tuple[str, ...]:
+    return (self.a,) if self.b is None else (self.a, self.b)
 
   def holds(self, means: Mapping[str, float]) -> bool:
-    a, b = means[self.a], means[self.b]
+    a = means[self.a]
+    if self.kind == "above":
+      return a > self.value
+    if self.kind == "below":
+      return a < self.value
+    b = means[self.b]
     if self.kind == "greater":
       return a > b + self.margin
     if self.kind == "less":
@@ -55,6 +71,8 @@ class Expect:
     return abs(a - b) <= self.margin
 
   def describe(self, metric_name: str) -> str:
+    if self.kind in ("above", "below"):
+      return f"{metric_name}({self.a}) {'>' if self.kind == 'above' else '<'} {self.value:g}"
     rel = {"greater": ">", "less": "<", "within": "within", "at_least": ">="}[self.kind]
     if self.kind == "within":
       return f"{metric_name}({self.a}) within {self.margin:g} of {metric_name}({self.b})"
@@ -89,7 +107,7 @@ class Claim:
     if len(set(labels)) != len(labels):
       raise ValueError(f"arms: labels must be unique, got {labels}")
     for e in self.expects:
-      for lab in (e.a, e.b):
+      for lab in e.arms:
         if lab not in labels:
           raise ValueError(f"expects: unknown arm {lab!r}; arms are {labels}")
     if not self.seeds:

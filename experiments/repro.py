@@ -133,6 +133,10 @@ def render(claim: claims_lib.Claim, outcome: dict) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   lines.append("")
   for e, ok in outcome["verdicts"]:
+    if e.b is None:  # against a declared value
+      lines.append(f"- {'holds' if ok else 'does NOT hold'}: {e.describe(claim.metric_name)} "
+                   f"({outcome['means'][e.a]:.4g})")
+      continue
     a, b = outcome["per_arm"][e.a]["values"], outcome["per_arm"][e.b]["values"]
     spread = max(_std(a), _std(b))
     note = ""

@@ -59,7 +59,13 @@ def shrink(config):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_trains_a_few_steps(name, tmp_path):
-  config = shrink(importlib.import_module(f"configs.{name}").get_config())
+  mod = importlib.import_module(f"configs.{name}")
+  if hasattr(mod, "smoke_config"):  # a measurement run by its own runner (RUNNER), not a training run
+    res = mod.RUNNER(mod.smoke_config(), str(tmp_path))
+    assert res and all(v == v for v in res.values() if isinstance(v, float))  # no NaN
+    assert mod.RUNNER(mod.smoke_config(), str(tmp_path)) == res  # the second call reads results.json
+    return
+  config = shrink(mod.get_config())
   if config.dataset.startswith("tfds:"):
     with tfds.testing.mock_data(num_examples=64):
       res = train_and_evaluate(config, str(tmp_path))
@@ -98,6 +104,14 @@ def test_expectations():
   assert claims_lib.Expect("at_least", "y", "x", 0.01).describe("acc") == "acc(y) >= acc(x) - 0.01"
   with pytest.raises(ValueError, match="kind"):
     claims_lib.Expect("bigger", "x", "y")
+  assert claims_lib.Expect("above", "x", value=0.85).holds(means)
+  assert not claims_lib.Expect("above", "y", value=0.85).holds(means)
+  assert claims_lib.Expect("below", "y", value=0.75).holds(means)
+  assert claims_lib.Expect("below", "y", value=0.75).describe("R2") == "R2(y) < 0.75"
+  with pytest.raises(ValueError, match="^value:"):
+    claims_lib.Expect("above", "x", "y", value=0.5)
+  with pytest.raises(ValueError, match="^b:"):
+    claims_lib.Expect("less", "x")
   with pytest.raises(ValueError, match="overrides: unknown config key 'optimizer.lr'"):
     claims_lib.apply_overrides(repro.discover()["mnist1d_cnn_beats_mlp"].get_config(), {"optimizer.lr": 1})
   steps = claims_lib.steps_to("eval_accuracy", 0.8)
