@@ -141,7 +141,8 @@ ax.set(xlabel="context length", ylabel="KV cache saved vs all-full"); fig.tight_
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for heads in (1, 4):
-  params, hist = attention.train_icl(jax.random.key(0), num_heads=heads, steps=ICL_STEPS, log_every=max(ICL_STEPS // 30, 1))
+  params, hist = attention.train_icl(jax.random.key(0), num_heads=heads, steps=ICL_STEPS,
+                                     log_every=max(ICL_STEPS // 30, 1))
   test = attention.sample_tasks(jax.random.key(1), 4096)
   pred = attention.icl_attention(params, attention.icl_tokens(test.x, test.y, test.x_query))
   print(f"H={heads}: test MSE {float(jnp.mean((pred - test.y_query) ** 2)):.3f}, "

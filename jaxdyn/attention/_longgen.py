@@ -118,7 +118,8 @@ def sink_window_attention(sink: int, window: int) -> Callable[..., jax.Array]:
     >>> fn = sink_window_attention(1, 2)
     >>> q = k = jnp.zeros((1, 4, 1, 2)); v = jnp.arange(4.0).reshape(1, 4, 1, 1) * jnp.ones(2)
     >>> p = jnp.arange(4)
-    >>> [round(x, 4) for x in fn(q, k, v, q_positions=p, k_positions=p)[0, :, 0, 0].tolist()]  # {0} {0,1} {0,1,2} {0,2,3}
+    >>> out = fn(q, k, v, q_positions=p, k_positions=p)  # reads {0}, {0, 1}, {0, 1, 2}, {0, 2, 3}
+    >>> [round(x, 4) for x in out[0, :, 0, 0].tolist()]
     [0.0, 0.5, 1.0, 1.6667]
   """
   sink = _validation.check_int("sink", sink, lower=0)
