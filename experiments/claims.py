@@ -8,6 +8,10 @@ runs every arm for every seed through ``train_and_evaluate`` and writes its sect
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import os
+import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -156,3 +160,30 @@ def at_step(key: str, step: int) -> Callable[[Mapping[str, Any]], float]:
 
   f.__name__ = f"{key}_at_{step}"
   return f
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+  """Writes ``obj`` as JSON atomically (a temporary file, then a rename), creating the folder."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(f".tmp{os.getpid()}")
+  tmp.write_text(json.dumps(obj, indent=1))
+  os.replace(tmp, path)
+
+
+def caches_results(runner: Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]]):
+  """Makes a claim runner resumable: ``workdir/results.json`` when it exists, else run and write it.
+
+  For runners that are not `train_and_evaluate` (which resumes from its own checkpoints): a claim
+  re-run, or another claim sharing the arm's config, reads the finished run instead of repeating it.
+  """
+  @functools.wraps(runner)
+  def run(config, workdir: str):
+    path = pathlib.Path(workdir) / "results.json"
+    if path.exists():
+      return json.loads(path.read_text())
+    results = runner(config, workdir)
+    write_json(path, results)
+    return results
+
+  return run

@@ -20,8 +20,6 @@ References:
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import time
 from typing import Any
@@ -30,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.claims import caches_results
 from jaxdyn.attention import (
     bayes_predict,
     debiased_gd_predict,
@@ -78,12 +77,10 @@ def _plot(history: dict, path: pathlib.Path, title: str) -> None:
   plt.close(fig)
 
 
+@caches_results
 def icl_runner(config, workdir: str) -> dict[str, Any]:
   """One (heads, seed) run of the in-context regression study; see the module docstring."""
   out = pathlib.Path(workdir)
-  path = out / "results.json"
-  if path.exists():
-    return json.loads(path.read_text())
   c = config.icl
   t0 = time.monotonic()
   params, history = train_icl(jax.random.key(config.seed), num_heads=c.num_heads, d=c.d, context=c.context,
@@ -118,7 +115,4 @@ def icl_runner(config, workdir: str) -> dict[str, Any]:
   }
   out.mkdir(parents=True, exist_ok=True)
   _plot(history, out / "heads.png", f"H = {c.num_heads}, seed {config.seed}")
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(results))
-  os.replace(tmp, path)
   return results

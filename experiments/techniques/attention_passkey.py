@@ -33,6 +33,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from experiments.claims import caches_results
 from jaxdyn.attention._longgen import hybrid_attention_fns, hybrid_cache_sizes, kv_cache_bytes, layer_plan
 from jaxdyn.attention._passkey import passkey_accuracy, passkey_batch, passkey_overhead
 from jaxdyn.models import Transformer
@@ -123,13 +124,6 @@ def _pretrain_path(config, workdir: str) -> pathlib.Path:
   return pathlib.Path(workdir).resolve().parent.parent / "_passkey_pretrain" / f"{h}-seed{config.seed}.npz"
 
 
-def _write_json(path: pathlib.Path, obj) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(f".tmp{os.getpid()}")
-  tmp.write_text(json.dumps(obj, indent=1))
-  os.replace(tmp, path)
-
-
 def pretrain(config, workdir: str) -> tuple[Transformer, dict]:
   """The seed's pre-trained full-attention model and its record (loss history, accuracy at L, time)."""
   c = config.passkey
@@ -149,12 +143,9 @@ def pretrain(config, workdir: str) -> tuple[Transformer, dict]:
   return model, meta
 
 
+@caches_results
 def passkey_runner(config, workdir: str) -> dict[str, Any]:
   """One (plan, seed) run of the LongGen passkey study; see the module docstring."""
-  out = pathlib.Path(workdir)
-  path = out / "results.json"
-  if path.exists():
-    return json.loads(path.read_text())
   c = config.passkey
   t_start = time.monotonic()
   base, pre = pretrain(config, workdir)
@@ -195,5 +186,4 @@ def passkey_runner(config, workdir: str) -> dict[str, Any]:
   }
   for (lo, hi), a in zip(acc["buckets"], acc["bucket_accuracy"]):
     results[f"accuracy_d{lo}_{hi}"] = a
-  _write_json(path, results)
   return results

@@ -8,9 +8,11 @@ Registers
   fractions of the run (``start_fraction``, ``end_fraction``) so one config serves any length;
   GraNet's CIFAR recipe prunes from epoch 0 to 110 of 160 (0.69), RigL updates until 0.75.
 - callback ``quantize_eval`` (NUPES, Yvinec et al. 2023): post-training quantization of the trained
-  model's kernels (any NNX model: `linear_layers` walks the layers in forward order) at each of ``bits`` by ``method`` (round-to-nearest, NUPES, AdaRound-style),
+  model's kernels (any NNX model: `linear_layers` walks the layers in forward order) at each of
+  ``bits`` by ``method`` (round-to-nearest, NUPES, AdaRound-style),
   layer by layer on a calibration batch, and the test accuracy of each;
-- models ``gated_cnn`` and ``gated_resnet18``, objective ``polarization`` (CE + the polarization regularizer of the gates) and
+- models ``gated_cnn`` and ``gated_resnet18``, objective ``polarization`` (CE + the polarization
+  regularizer of the gates) and
   callbacks ``subnetwork_eval`` (the extracted static sub-network's accuracy and size) and
   ``magnitude_prune_eval`` (the baseline: filter-norm channel pruning of a trained CNN, fine-tuned);
 - callback ``sparsity_eval``: logs the density every ``every_steps``; at the end returns the
@@ -202,7 +204,7 @@ def _kernel_modules(model) -> list[tuple[str, nnx.Module]]:
           if isinstance(getattr(m, "kernel", None), nnx.Param)]
 
 
-def linear_layers(model, x) -> list[tuple[str, nnx.Module, jax.Array, object]]:
+def linear_layers(model, x, *, check: bool = True) -> list[tuple[str, nnx.Module, jax.Array, object]]:
   """The layers of an NNX model that hold a ``kernel``, in the order its forward pass calls them.
 
   Returns ``[(path, module, input, apply)]``: each module's input during ``model(x, train=False)``
@@ -213,7 +215,8 @@ def linear_layers(model, x) -> list[tuple[str, nnx.Module, jax.Array, object]]:
   checked, on what it saw, to output ``apply(kernel, input) + bias`` with ``apply`` linear in the
   kernel (``apply(2 kernel, input) = 2 apply(kernel, input)``, to 1e-4), so a module whose output
   is not linear in its kernel (weight normalisation, say) is refused, not quantized wrongly.
-  Modules holding a kernel that the forward pass never calls are left out.
+  Modules holding a kernel that the forward pass never calls are left out. ``check=False`` skips the
+  linearity check (for repeated walks of a model already checked, as `quantize_model` does).
   """
   mods = _kernel_modules(model)
   by_id = {id(m): (p, m) for p, m in mods}
@@ -250,7 +253,7 @@ def linear_layers(model, x) -> list[tuple[str, nnx.Module, jax.Array, object]]:
       else:
         cls.__call__ = call
   out = []
-  for i, calls in sorted(seen.items(), key=lambda kv: list(seen).index(kv[0])):
+  for i, calls in seen.items():  # in the order of first call
     path, m = by_id[i]
     graphdef, params, rest = nnx.split(m, nnx.Param, ...)
 
@@ -261,15 +264,16 @@ def linear_layers(model, x) -> list[tuple[str, nnx.Module, jax.Array, object]]:
       return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(swap, params), rest)(a)
 
     h = jnp.concatenate([a for a, _ in calls]) if len(calls) > 1 else calls[0][0]
-    y = jnp.concatenate([b for _, b in calls]) if len(calls) > 1 else calls[0][1]
-    bias = getattr(m, "bias", None)
-    bias = 0.0 if bias is None or not isinstance(bias, nnx.Param) else bias[...]
-    w = m.kernel[...]
-    lin = apply(w, h)
-    if not (np.allclose(np.asarray(lin + bias), np.asarray(y), rtol=1e-4, atol=1e-4)
-            and np.allclose(np.asarray(apply(2 * w, h)), 2 * np.asarray(lin), rtol=1e-4, atol=1e-4)):
-      raise ValueError(f"model: layer {path} does not compute apply(kernel, input) + bias; it cannot be "
-                       "calibrated layer by layer")
+    if check:
+      y = jnp.concatenate([b for _, b in calls]) if len(calls) > 1 else calls[0][1]
+      bias = getattr(m, "bias", None)
+      bias = 0.0 if bias is None or not isinstance(bias, nnx.Param) else bias[...]
+      w = m.kernel[...]
+      lin = np.asarray(apply(w, h))
+      if not (np.allclose(lin + bias, np.asarray(y), rtol=1e-4, atol=1e-4)
+              and np.allclose(np.asarray(apply(2 * w, h)), 2 * lin, rtol=1e-4, atol=1e-4)):
+        raise ValueError(f"model: layer {path} does not compute apply(kernel, input) + bias; it cannot be "
+                         "calibrated layer by layer")
     out.append((path, m, h, apply))
   return out
 
@@ -287,7 +291,9 @@ def quantize_model(model, x_calib, *, bits: int, method: str, steps: int = 200, 
   _validation.check_choice("method", method, QUANT_METHODS)
   order = [path for path, *_ in linear_layers(model, x_calib)]
   for i, target in enumerate(order):
-    path, module, h, apply = next(layer for layer in linear_layers(model, x_calib) if layer[0] == target)
+    # The inputs under the layers quantized so far (the first walk checked every layer).
+    path, module, h, apply = next(layer for layer in linear_layers(model, x_calib, check=False)
+                                  if layer[0] == target)
     w = module.kernel[...]
     if method == "rtn":
       qt = quantize_uniform(w, bits)
@@ -392,7 +398,8 @@ class SubnetworkEval(Callback):
   A channel is kept when its gate is on for at least ``quorum`` of ``calibration_size`` training
   examples (`jaxdyn.sparsity.extract_subnetwork`); the gating modules are removed and the pruned
   channels are physically gone. ``on_end()`` returns ``subnet_accuracy`` (test accuracy of the
-  extracted `jaxdyn.models.CNN` or `jaxdyn.models.ResNet`), ``gated_accuracy`` (the gated network), ``channel_fraction`` and
+  extracted `jaxdyn.models.CNN` or `jaxdyn.models.ResNet`), ``gated_accuracy`` (the gated network),
+  ``channel_fraction`` and
   ``flop_fraction`` (kept over dense, `compression_report`).
   """
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from jaxdyn import _validation
 from jaxdyn.attention._kernel import _masked_softmax
+from jaxdyn.models import Transformer, causal_attention
 
 __all__ = ["PLACEMENTS", "hybrid_attention_fns", "hybrid_cache", "hybrid_cache_sizes", "kv_cache_bytes",
            "layer_plan", "sink_window_attention"]
@@ -105,7 +106,8 @@ def sink_window_attention(sink: int, window: int) -> Callable[..., jax.Array]:
   p_i - p_j < window): the first ``sink`` tokens and the last ``window`` (itself included), as
   `sink_window_mask` with positions; a negative position is an empty cache slot. Softmax over
   the allowed keys with scale 1/sqrt(head_dim), in float32 at least; a query with no allowed key
-  gives zeros.
+  gives zeros, and an allowed score of -inf (a non-finite input) gives NaN rather than dropping its
+  key (`block_sparse_attention`'s rule).
 
   Args:
     sink: leading tokens every query reads, >= 0.
@@ -146,7 +148,6 @@ def hybrid_attention_fns(plan: Sequence[str], *, sink: int, window: int) -> tupl
     >>> [f.__name__ for f in hybrid_attention_fns(("sparse", "full"), sink=1, window=4)]
     ['attend', 'causal_attention']
   """
-  from jaxdyn.models import causal_attention  # pylint: disable=import-outside-toplevel
   plan = _check_plan(plan)
   sparse = sink_window_attention(sink, window)
   return tuple(causal_attention if p == "full" else sparse for p in plan)
@@ -168,7 +169,6 @@ def hybrid_cache(model, plan: Sequence[str], batch: int, max_len: int, *, sink: 
     sink, window: the sparse layers' pattern (those of `hybrid_attention_fns`).
     dtype: the stored keys' and values' dtype.
   """
-  from jaxdyn.models import Transformer  # pylint: disable=import-outside-toplevel
   if not isinstance(model, Transformer):
     raise TypeError(f"model: must be a jaxdyn.models.Transformer, got {type(model).__name__}")
   plan = _check_plan(plan)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
 import time
 from typing import Any
 
 import numpy as np
 
+from experiments.claims import write_json
 from jaxdyn.dynamics import binned_shannon_entropy, diffusion_spectral_entropy
 
 def synthetic_manifold(seed: int, *, num_points: int, intrinsic_dim: int, ambient_dim: int,
@@ -88,13 +88,6 @@ def _grid_cache_path(config, workdir: str) -> pathlib.Path:
   return pathlib.Path(workdir).resolve().parent.parent / "_dse_synthetic_grid" / f"{h}-seed{config.seed}.json"
 
 
-def _write_json(path: pathlib.Path, obj) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(f".tmp{os.getpid()}")
-  tmp.write_text(json.dumps(obj, indent=1))
-  tmp.replace(path)
-
-
 def synthetic_runner(config, workdir: str) -> dict[str, Any]:
   """A claim runner: the synthetic-manifold grid for ``config.seed``; cached in ``workdir``.
 
@@ -114,7 +107,7 @@ def synthetic_runner(config, workdir: str) -> dict[str, Any]:
   else:
     t0 = time.monotonic()
     grid = {"values": synthetic_measurements(config.seed, s), "wall_time_s": round(time.monotonic() - t0, 2)}
-    _write_json(grid_path, grid)
+    write_json(grid_path, grid)
   vals = grid["values"]
   tag = f"d{s.intrinsic_dim}_noise{_fmt_noise(s.metric_noise_std)}"
   results = {
@@ -126,5 +119,5 @@ def synthetic_runner(config, workdir: str) -> dict[str, Any]:
       "noise_to_signal": noise_to_signal(vals, s.estimator, s.intrinsic_dims, s.noise_stds),
       "wall_time_s": grid["wall_time_s"],
   }
-  _write_json(path, results)
+  write_json(path, results)
   return results
