@@ -27,8 +27,8 @@ The full step grows as L^2, the sparse one as L (each query block reads at most 
 below about 1.5k tokens the window covers most of the causal triangle and the gather costs more
 than it saves. The interpret-mode kernel matched the jnp path to 5.4e-7.
 
-Not yet measured on a GPU (no GPU was available to the session that wrote this): there, the compiled
-kernel against ``jax.nn.dot_product_attention`` is the comparison to record here.
+On a GPU, ``benchmarks/gpu_kernels.py`` times the compiled kernel against cuDNN's and XLA's
+``jax.nn.dot_product_attention``; its H200 results are in `jaxdyn.attention`'s kernel docstring.
 
 Run: .venv/bin/python benchmarks/attention.py   (about 2 minutes on 2 cores)
 """

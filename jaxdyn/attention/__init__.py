@@ -7,7 +7,8 @@
   `layout_indices` (each query block's key-block list, padded, with a count).
 - Attention: `block_sparse_attention`, a flash-attention style Pallas kernel (online softmax over
   the listed key blocks only, exact element mask inside a block, forward and backward in a
-  ``custom_vjp``; interpret mode off GPU/TPU) or, with ``implementation="jnp"``, a blockwise jnp path
+  ``custom_vjp``; interpret mode off GPU/TPU, Triton on GPU, matmul `PRECISIONS`) or, with
+  ``implementation="jnp"``, a blockwise jnp path
   (gathered key blocks, autodiff); `dense_masked_attention`, the dense reference.
 - In-context linear regression (He, Pan, Chen & Yang, 2025): `sample_tasks`, the one-layer multi-head softmax
   attention model (`init_icl_attention`, `icl_attention`, `icl_loss`, `train_icl`), its per-head
@@ -49,7 +50,7 @@ from jaxdyn.attention._icl import (
     sample_tasks,
     train_icl,
 )
-from jaxdyn.attention._kernel import IMPLEMENTATIONS, block_sparse_attention, dense_masked_attention
+from jaxdyn.attention._kernel import IMPLEMENTATIONS, PRECISIONS, block_sparse_attention, dense_masked_attention
 from jaxdyn.attention._longgen import (
     PLACEMENTS,
     hybrid_attention_fns,
@@ -73,6 +74,7 @@ __all__ = [
     "ICLBatch",
     "ICLTrainResult",
     "IMPLEMENTATIONS",
+    "PRECISIONS",
     "PATTERNS",
     "PLACEMENTS",
     "bayes_predict",

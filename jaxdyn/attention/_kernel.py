@@ -35,15 +35,42 @@ block_q, max_k block_k)`` scores, proportional to the sparse work, not to q_len 
 masked softmax over them; autodiff gives its gradients. It is the path a model uses where Pallas
 cannot run, and the one the kernel is tested against, with `dense_masked_attention` the reference.
 
-The pattern is data, so any boolean mask works (per head too): the layout's index lists and, for
-each listed tile, its element mask as int8 ``(n_q_blocks, max_k, block_q, block_k)`` (as many
-entries as there are visited scores) go into the kernels as inputs, in both orientations.
+The pattern is data, so any boolean mask works (per head too): the layout's index lists, and for
+each listed tile the id of its element mask in one table of distinct int8 ``(block_q, block_k)``
+masks, go into the kernels as inputs, in both orientations. A causal or sink + window pattern has a
+handful of distinct tiles at any length, so the plan costs int32 per listed tile, not a byte per
+visited score.
 
 Off GPU/TPU the kernels run in Pallas interpret mode (the only mode on CPU), which is much slower than
-the jnp path there. The kernel is written GPU-style (Triton: a dynamic loop over key blocks of the
-whole per-head K, V in the program, dynamic slices ``pl.ds``), for which block sizes and the head
-dimension should be powers of two; on TPU that puts a head's whole K and V in VMEM (no pipelined key
-blocks through scalar prefetch). It has been run in interpret mode only, not compiled for a GPU or TPU.
+the jnp path there. The kernel is written GPU-style (a dynamic loop over key blocks of the whole
+per-head K, V in the program, dynamic slices ``pl.ds``) and compiles on GPU through Pallas's Triton
+lowering (`jaxdyn._pallas.call_options`; the tests lower it for CUDA on CPU, which catches any
+operation Triton has no rule for). Block sizes and the head dimension must be powers of two, and at
+least 16 on GPU (Triton's matmul). On TPU it would put a head's whole K and V in VMEM (no pipelined
+key blocks through scalar prefetch); it has not been compiled for a TPU.
+
+Measured on one NVIDIA H200 (jax 0.11.2, 2026-11-30, ``benchmarks/gpu_kernels.py``):
+
+- Correctness, compiled, length 1,000 (ragged for every block size), 5 heads of different patterns
+  (causal, sliding, sink + window, dkernel block-sparse, an arbitrary mask with empty rows), head
+  dim 64, batch 2; max abs error over the reference's max abs, output and dq, dk, dv:
+  float32 ``precision="highest"``, blocks (64, 64), (32, 64), (128, 32): <= 5.4e-7;
+  float32 ``"default"`` (TF32): <= 7.8e-4; bfloat16 inputs (against the reference on the same
+  rounded inputs): <= 3.8e-3. Empty rows are 0, every output finite.
+- Forward + backward, bfloat16, batch 1, 8 heads, head dim 64, 64 x 64 blocks; sink + window is 64
+  sink tokens and a 1,024 window; milliseconds (compiled temp memory):
+
+  ======  ==================  ==================  ====================  ================  ===============
+  L       sparse, this kernel  sparse, jnp path    full causal, cuDNN    full causal, XLA  full causal,
+                                                   flash attention                         this kernel
+  ======  ==================  ==================  ====================  ================  ===============
+  4,096   0.47 (0.3 MiB)       1.60 (864 MiB)      0.54 (12 MiB)         1.97 (1.3 GiB)    0.67
+  16,384  1.39 (1 MiB)         4.87 (3.4 GiB)      2.61 (49 MiB)         27.7 (20 GiB)     5.43
+  32,768  2.39 (2 MiB)         9.41 (6.8 GiB)      9.39 (98 MiB)         -                 -
+  ======  ==================  ==================  ====================  ================  ===============
+
+  Sparse attention grows linearly, 3.9x faster than cuDNN's full causal attention at 32k; on the full
+  causal mask the kernel is about 2x slower than cuDNN (a plain Triton loop, no warp specialisation).
 """
 
 from __future__ import annotations
@@ -57,13 +84,15 @@ import numpy as np
 from jax.experimental import pallas as pl
 from jax.typing import ArrayLike
 
-from jaxdyn import _validation
+from jaxdyn import _pallas, _validation
 from jaxdyn.attention._patterns import block_layout, check_mask, layout_indices
 
-__all__ = ["IMPLEMENTATIONS", "block_sparse_attention", "dense_masked_attention"]
+__all__ = ["IMPLEMENTATIONS", "PRECISIONS", "block_sparse_attention", "dense_masked_attention"]
 
 IMPLEMENTATIONS = ("pallas", "jnp")
+PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "default": jax.lax.Precision.DEFAULT}
 _F32 = jnp.float32
+_NN = (((1,), (0,)), ((), ()))  # a @ b
 _NT = (((1,), (1,)), ((), ()))  # a @ b.T
 _TN = (((0,), (0,)), ((), ()))  # a.T @ b
 
@@ -166,72 +195,96 @@ def _round_block(block: int, length: int) -> int:
   return max(1, min(block, 1 << max(length - 1, 0).bit_length()))
 
 
+EMPTY_TILE, FULL_TILE = 0, 1  # the tile table's first two entries
+
+
 def _plan(mask: np.ndarray, block_q: int, block_k: int):
-  """NumPy: indices/counts and (n, max, block_q, block_k) int8 element masks, both orientations."""
+  """NumPy: per orientation (indices, counts, tile ids), and the shared table of tile masks.
+
+  Each listed (query block, key block) tile's element mask is an entry of one table of distinct
+  ``(block_q, block_k)`` int8 masks (entry 0 all False, 1 all True), so the plan's size grows with the
+  number of listed tiles (int32 ids), not with their elements: a causal or sink + window pattern has a
+  handful of distinct tiles whatever the length. Unlisted slots hold index -1 and tile 0.
+  """
   mask3 = mask if mask.ndim == 3 else mask[None]
   layout = block_layout(mask3, block_q, block_k)
   hm, nq, nk = layout.shape
-  padded = np.pad(mask3, [(0, 0), (0, nq * block_q - mask3.shape[1]), (0, nk * block_k - mask3.shape[2])])
-  tiles = padded.reshape(hm, nq, block_q, nk, block_k).transpose(0, 1, 3, 2, 4)  # (hm, nq, nk, bq, bk)
+  q_len, k_len = mask3.shape[1:]
+  if (q_len, k_len) != (nq * block_q, nk * block_k):
+    mask3 = np.pad(mask3, [(0, 0), (0, nq * block_q - q_len), (0, nk * block_k - k_len)])
+  view = mask3.reshape(hm, nq, block_q, nk, block_k)
+  h, i, j = np.nonzero(layout)
+  tiles = view[h, i, :, j, :]  # (listed, block_q, block_k): only the tiles the layout lists
+  full = tiles.all(axis=(1, 2))
+  partial, inverse = np.unique(tiles[~full].reshape(-1, block_q * block_k), axis=0, return_inverse=True)
+  ids = np.full(layout.shape, EMPTY_TILE, np.int32)
+  ids[h[full], i[full], j[full]] = FULL_TILE
+  ids[h[~full], i[~full], j[~full]] = 2 + inverse.reshape(-1)
+  table = np.concatenate([np.zeros((1, block_q, block_k), np.int8), np.ones((1, block_q, block_k), np.int8),
+                          partial.reshape(-1, block_q, block_k).astype(np.int8)])
 
-  def gather(tiles_rows, lay):
+  def orient(lay, tile_ids):
     idx, cnt = layout_indices(lay)
-    rows = np.take_along_axis(tiles_rows, np.maximum(idx, 0)[..., None, None], axis=2)
-    rows = rows & (idx >= 0)[..., None, None]
-    return idx, cnt, rows.astype(np.int8)
+    tid = np.take_along_axis(tile_ids, np.maximum(idx, 0), axis=2)
+    return idx, cnt, np.where(idx >= 0, tid, EMPTY_TILE).astype(np.int32)
 
-  idx, cnt, bm = gather(tiles, layout)
-  idx_t, cnt_t, bm_t = gather(tiles.transpose(0, 2, 1, 3, 4), layout.transpose(0, 2, 1))
-  return (idx, cnt, bm), (idx_t, cnt_t, bm_t)
+  return orient(layout, ids), orient(layout.transpose(0, 2, 1), ids.transpose(0, 2, 1)), table
 
 
 # --- Pallas kernels --------------------------------------------------------------------------------
 
-def _forward_kernel(scale: float, block_k: int):
-  def kernel(q_ref, k_ref, v_ref, idx_ref, cnt_ref, bm_ref, o_ref, lse_ref):
-    q = q_ref[...].astype(_F32)
+def _dot(a, b, dims, precision):
+  """a . b over ``dims`` (`jax.lax.dot_general` numbers), accumulated in float32."""
+  return jax.lax.dot_general(a, b, dims, precision=precision, preferred_element_type=_F32)
+
+
+def _forward_kernel(scale: float, block_k: int, precision):
+  def kernel(q_ref, k_ref, v_ref, idx_ref, cnt_ref, tid_ref, tab_ref, o_ref, lse_ref):
+    q = q_ref[...]
     block_q = q.shape[0]
 
     def body(t, carry):
       m, l, acc, seen = carry
       start = idx_ref[t] * block_k
-      kb = k_ref[pl.ds(start, block_k), :].astype(_F32)
-      vb = v_ref[pl.ds(start, block_k), :].astype(_F32)
-      allowed = bm_ref[t] != 0
-      s = jax.lax.dot_general(q, kb, _NT, preferred_element_type=_F32) * scale
+      kb = k_ref[pl.ds(start, block_k), :]
+      vb = v_ref[pl.ds(start, block_k), :]
+      allowed = tab_ref[tid_ref[t]] != 0
+      s = _dot(q, kb, _NT, precision) * scale
       s = jnp.where(allowed, _no_minus_inf(s), -jnp.inf)
       m_new = jnp.maximum(m, s.max(axis=1))
       m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new)
       p = jnp.exp(s - m_safe[:, None])
       alpha = jnp.exp(m - m_safe)
       l = alpha * l + p.sum(axis=1)
-      acc = alpha[:, None] * acc + jax.lax.dot(p, vb, preferred_element_type=_F32)
-      return m_new, l, acc, seen | allowed.any(axis=1)
+      acc = alpha[:, None] * acc + _dot(p.astype(vb.dtype), vb, _NN, precision)
+      # "any allowed key in the row" as a float max: Triton has no boolean reduction.
+      return m_new, l, acc, jnp.maximum(seen, jnp.where(allowed, 1.0, 0.0).max(axis=1))
 
     init = (jnp.full((block_q,), -jnp.inf, _F32), jnp.zeros((block_q,), _F32),
-            jnp.zeros(q.shape, _F32), jnp.zeros((block_q,), jnp.bool_))
+            jnp.zeros(q.shape, _F32), jnp.zeros((block_q,), _F32))
     m, l, acc, seen = jax.lax.fori_loop(0, cnt_ref[0], body, init)
+    seen = seen > 0
     o_ref[...] = jnp.where(seen[:, None], acc / jnp.where(seen, l, 1.0)[:, None], 0.0).astype(o_ref.dtype)
     lse_ref[...] = jnp.where(seen, m + jnp.log(l), jnp.inf)
 
   return kernel
 
 
-def _dq_kernel(scale: float, block_k: int):
-  def kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, idx_ref, cnt_ref, bm_ref, dq_ref):
-    q = q_ref[...].astype(_F32)
-    do = do_ref[...].astype(_F32)
+def _dq_kernel(scale: float, block_k: int, precision):
+  def kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, idx_ref, cnt_ref, tid_ref, tab_ref, dq_ref):
+    q = q_ref[...]
+    do = do_ref[...]
     lse, delta = lse_ref[...], delta_ref[...]
 
     def body(t, dq):
       start = idx_ref[t] * block_k
-      kb = k_ref[pl.ds(start, block_k), :].astype(_F32)
-      vb = v_ref[pl.ds(start, block_k), :].astype(_F32)
-      s = jax.lax.dot_general(q, kb, _NT, preferred_element_type=_F32) * scale
-      p = jnp.where(bm_ref[t] != 0, jnp.exp(s - lse[:, None]), 0.0)
-      dp = jax.lax.dot_general(do, vb, _NT, preferred_element_type=_F32)
+      kb = k_ref[pl.ds(start, block_k), :]
+      vb = v_ref[pl.ds(start, block_k), :]
+      s = _dot(q, kb, _NT, precision) * scale
+      p = jnp.where(tab_ref[tid_ref[t]] != 0, jnp.exp(s - lse[:, None]), 0.0)
+      dp = _dot(do, vb, _NT, precision)
       ds = p * (dp - delta[:, None])
-      return dq + jax.lax.dot(ds, kb, preferred_element_type=_F32)
+      return dq + _dot(ds.astype(kb.dtype), kb, _NN, precision)
 
     dq = jax.lax.fori_loop(0, cnt_ref[0], body, jnp.zeros(q.shape, _F32))
     dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
@@ -239,24 +292,25 @@ def _dq_kernel(scale: float, block_k: int):
   return kernel
 
 
-def _dkv_kernel(scale: float, block_q: int):
-  def kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, idx_ref, cnt_ref, bm_ref, dk_ref, dv_ref):
-    kb = k_ref[...].astype(_F32)
-    vb = v_ref[...].astype(_F32)
+def _dkv_kernel(scale: float, block_q: int, precision):
+  def kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, idx_ref, cnt_ref, tid_ref, tab_ref, dk_ref,
+             dv_ref):
+    kb = k_ref[...]
+    vb = v_ref[...]
 
     def body(t, carry):
       dk, dv = carry
       start = idx_ref[t] * block_q
-      qb = q_ref[pl.ds(start, block_q), :].astype(_F32)
-      dob = do_ref[pl.ds(start, block_q), :].astype(_F32)
+      qb = q_ref[pl.ds(start, block_q), :]
+      dob = do_ref[pl.ds(start, block_q), :]
       lse = lse_ref[pl.ds(start, block_q)]
       delta = delta_ref[pl.ds(start, block_q)]
-      s = jax.lax.dot_general(qb, kb, _NT, preferred_element_type=_F32) * scale
-      p = jnp.where(bm_ref[t] != 0, jnp.exp(s - lse[:, None]), 0.0)
-      dv = dv + jax.lax.dot_general(p, dob, _TN, preferred_element_type=_F32)
-      dp = jax.lax.dot_general(dob, vb, _NT, preferred_element_type=_F32)
+      s = _dot(qb, kb, _NT, precision) * scale
+      p = jnp.where(tab_ref[tid_ref[t]] != 0, jnp.exp(s - lse[:, None]), 0.0)
+      dv = dv + _dot(p.astype(dob.dtype), dob, _TN, precision)
+      dp = _dot(dob, vb, _NT, precision)
       ds = p * (dp - delta[:, None])
-      return dk + jax.lax.dot_general(ds, qb, _TN, preferred_element_type=_F32), dv
+      return dk + _dot(ds.astype(qb.dtype), qb, _TN, precision), dv
 
     zeros = jnp.zeros(kb.shape, _F32)
     dk, dv = jax.lax.fori_loop(0, cnt_ref[0], body, (zeros, zeros))
@@ -268,8 +322,9 @@ def _dkv_kernel(scale: float, block_q: int):
 
 @functools.lru_cache(maxsize=None)
 def _build(batch: int, heads: int, q_pad: int, k_pad: int, head_dim: int, dtype, block_q: int, block_k: int,
-           max_k: int, max_q: int, per_head: bool, scale: float, interpret: bool):
+           max_k: int, max_q: int, n_tiles: int, per_head: bool, scale: float, precision, target: str):
   nq, nk = q_pad // block_q, k_pad // block_k
+  call = functools.partial(pl.pallas_call, **_pallas.call_options(target))
   mh = (lambda h: h) if per_head else (lambda h: 0)
 
   def rows(block, length):  # one block of rows of a (batch, length, heads, head_dim) array
@@ -280,52 +335,53 @@ def _build(batch: int, heads: int, q_pad: int, k_pad: int, head_dim: int, dtype,
   vec_q = pl.BlockSpec((None, None, block_q), lambda b, h, i: (b, h, i))
   whole_vec_q = pl.BlockSpec((None, None, q_pad), lambda b, h, i: (b, h, 0))
 
-  def layout_specs(slots, bq, bk):
+  def layout_specs(slots):  # this block's key (query) block list, its count, tile ids; the tile table
     return [pl.BlockSpec((None, None, slots), lambda b, h, i: (mh(h), i, 0)),
             pl.BlockSpec((None, None, 1), lambda b, h, i: (mh(h), i, 0)),
-            pl.BlockSpec((None, None, slots, bq, bk), lambda b, h, i: (mh(h), i, 0, 0, 0))]
+            pl.BlockSpec((None, None, slots), lambda b, h, i: (mh(h), i, 0)),
+            pl.BlockSpec((n_tiles, block_q, block_k), lambda b, h, i: (0, 0, 0))]
 
   qkv = jax.ShapeDtypeStruct
   q_shape, k_shape = qkv((batch, q_pad, heads, head_dim), dtype), qkv((batch, k_pad, heads, head_dim), dtype)
   lse_shape = qkv((batch, heads, q_pad), _F32)
-  forward = pl.pallas_call(
-      _forward_kernel(scale, block_k), grid=(batch, heads, nq),
-      in_specs=[rows(block_q, q_pad), whole_k, whole_k, *layout_specs(max_k, block_q, block_k)],
-      out_specs=[rows(block_q, q_pad), vec_q], out_shape=[q_shape, lse_shape], interpret=interpret)
-  dq_call = pl.pallas_call(
-      _dq_kernel(scale, block_k), grid=(batch, heads, nq),
+  forward = call(
+      _forward_kernel(scale, block_k, precision), grid=(batch, heads, nq),
+      in_specs=[rows(block_q, q_pad), whole_k, whole_k, *layout_specs(max_k)],
+      out_specs=[rows(block_q, q_pad), vec_q], out_shape=[q_shape, lse_shape])
+  dq_call = call(
+      _dq_kernel(scale, block_k, precision), grid=(batch, heads, nq),
       in_specs=[rows(block_q, q_pad), whole_k, whole_k, rows(block_q, q_pad), vec_q, vec_q,
-                *layout_specs(max_k, block_q, block_k)],
-      out_specs=rows(block_q, q_pad), out_shape=q_shape, interpret=interpret)
-  dkv_call = pl.pallas_call(
-      _dkv_kernel(scale, block_q), grid=(batch, heads, nk),
+                *layout_specs(max_k)],
+      out_specs=rows(block_q, q_pad), out_shape=q_shape)
+  dkv_call = call(
+      _dkv_kernel(scale, block_q, precision), grid=(batch, heads, nk),
       in_specs=[whole_q, rows(block_k, k_pad), rows(block_k, k_pad), whole_q, whole_vec_q, whole_vec_q,
-                *layout_specs(max_q, block_q, block_k)],
-      out_specs=[rows(block_k, k_pad), rows(block_k, k_pad)], out_shape=[k_shape, k_shape],
-      interpret=interpret)
+                *layout_specs(max_q)],
+      out_specs=[rows(block_k, k_pad), rows(block_k, k_pad)], out_shape=[k_shape, k_shape])
 
   @jax.custom_vjp
-  def attend(q, k, v, fwd_plan, bwd_plan):
-    return forward(q, k, v, *fwd_plan)[0]
+  def attend(q, k, v, fwd_plan, bwd_plan, table):
+    return forward(q, k, v, *fwd_plan, table)[0]
 
-  def attend_fwd(q, k, v, fwd_plan, bwd_plan):
-    o, lse = forward(q, k, v, *fwd_plan)
-    return o, (q, k, v, o, lse, fwd_plan, bwd_plan)
+  def attend_fwd(q, k, v, fwd_plan, bwd_plan, table):
+    o, lse = forward(q, k, v, *fwd_plan, table)
+    return o, (q, k, v, o, lse, fwd_plan, bwd_plan, table)
 
   def attend_bwd(res, do):
-    q, k, v, o, lse, fwd_plan, bwd_plan = res
+    q, k, v, o, lse, fwd_plan, bwd_plan, table = res
     delta = jnp.swapaxes(jnp.sum(do.astype(_F32) * o.astype(_F32), axis=-1), 1, 2)  # (batch, heads, q_pad)
-    dq = dq_call(q, k, v, do, lse, delta, *fwd_plan)
-    dk, dv = dkv_call(q, k, v, do, lse, delta, *bwd_plan)
-    return dq, dk, dv, None, None
+    dq = dq_call(q, k, v, do, lse, delta, *fwd_plan, table)
+    dk, dv = dkv_call(q, k, v, do, lse, delta, *bwd_plan, table)
+    return dq, dk, dv, None, None, None
 
   attend.defvjp(attend_fwd, attend_bwd)
   return attend
 
 
-def _jnp_blockwise(q, k, v, plan, block_q, block_k, scale):
+def _jnp_blockwise(q, k, v, plan, table, block_q, block_k, scale, precision):
   """Gathered key blocks per query block, one masked softmax: (batch, q_pad, heads, head_dim), f32."""
-  idx, _, bm = plan  # (hm, nq, max_k), (hm, nq, max_k, bq, bk)
+  idx, _, tid = plan  # (hm, nq, max_k) each
+  bm = table[tid]  # (hm, nq, max_k, bq, bk): the gathered scores' element mask (tile 0 where unlisted)
   batch, q_pad, heads, d = q.shape
   nq, max_k = idx.shape[1:]
   nk = k.shape[1] // block_k
@@ -338,16 +394,17 @@ def _jnp_blockwise(q, k, v, plan, block_q, block_k, scale):
   vh = jnp.transpose(vb, (0, 3, 1, 2, 4))
   kg = kh[:, hh, idx].reshape(batch, heads, nq, max_k * block_k, d)
   vg = vh[:, hh, idx].reshape(batch, heads, nq, max_k * block_k, d)
-  s = jnp.einsum("bnqhd,bhnkd->bhnqk", qb, kg, precision=jax.lax.Precision.HIGHEST) * scale
+  s = jnp.einsum("bnqhd,bhnkd->bhnqk", qb, kg, precision=precision) * scale
   allowed = jnp.asarray(bm.transpose(0, 1, 3, 2, 4).reshape(-1, nq, block_q, max_k * block_k) != 0)
   w = _masked_softmax(s, jnp.broadcast_to(allowed[None], s.shape))
-  out = jnp.einsum("bhnqk,bhnkd->bnqhd", w, vg, precision=jax.lax.Precision.HIGHEST)
+  out = jnp.einsum("bhnqk,bhnkd->bnqhd", w, vg, precision=precision)
   return out.reshape(batch, q_pad, heads, d)
 
 
 def block_sparse_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, mask: ArrayLike | None = None, *,
                            block_q: int = 64, block_k: int = 64, scale: float | None = None,
-                           implementation: str = "pallas", interpret: bool | None = None) -> jax.Array:
+                           implementation: str = "pallas", interpret: bool | None = None,
+                           precision: str = "highest") -> jax.Array:
   """Masked attention that visits only the key blocks the mask touches (flash-attention style).
 
   Equals `dense_masked_attention` (values and gradients): o_i = sum_{j in A_i} softmax(c q_i . k_j) v_j
@@ -368,6 +425,11 @@ def block_sparse_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, mask: Array
       ``"jnp"`` (gathered blocks and one masked softmax, autodiff gradients; the model's path where
       Pallas cannot run).
     interpret: Pallas interpret mode; None chooses it off GPU/TPU (the only mode that runs on CPU).
+      On a GPU the kernels compile through Pallas's Triton lowering.
+    precision: the matmuls' precision (`PRECISIONS`): ``"highest"`` (float32 inputs multiply in
+      full float32, as the reference) or ``"default"`` (the backend's fast path: TF32 for float32
+      on NVIDIA GPUs, about 1e-3 relative). Scores and the softmax are float32 either way; bfloat16
+      and float16 inputs multiply in their own dtype with float32 accumulation.
 
   Returns:
     ``(batch, q_len, heads, head_dim)`` in the inputs' dtype (computed in float32; integer inputs
@@ -393,6 +455,7 @@ def block_sparse_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, mask: Array
   block_k = _validation.check_int("block_k", block_k, lower=1)
   c = _scale(scale, q.shape[-1])
   _validation.check_choice("implementation", implementation, IMPLEMENTATIONS)
+  prec = PRECISIONS[_validation.check_choice("precision", precision, tuple(PRECISIONS))]
   if interpret is not None and not isinstance(interpret, (bool, np.bool_)):
     raise TypeError(f"interpret: must be None or a bool, got {interpret!r}")
   batch, q_len, heads, d = q.shape
@@ -400,17 +463,15 @@ def block_sparse_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, mask: Array
   if 0 in (batch, q_len, heads, d, k_len):  # nothing to attend: zeros, without launching a kernel
     return jnp.zeros(q.shape, q.dtype)
   bq, bk = _round_block(block_q, q_len), _round_block(block_k, k_len)
-  fwd_plan, bwd_plan = _plan(mask, bq, bk)
+  fwd_plan, bwd_plan, table = _plan(mask, bq, bk)
   q_pad, k_pad = -(-q_len // bq) * bq, -(-k_len // bk) * bk
   qp = jnp.pad(q, ((0, 0), (0, q_pad - q_len), (0, 0), (0, 0)))
   kp = jnp.pad(k, ((0, 0), (0, k_pad - k_len), (0, 0), (0, 0)))
   vp = jnp.pad(v, ((0, 0), (0, k_pad - k_len), (0, 0), (0, 0)))
   if implementation == "jnp":
-    return _jnp_blockwise(qp, kp, vp, fwd_plan, bq, bk, c)[:, :q_len].astype(q.dtype)
-  if interpret is None:
-    interpret = jax.default_backend() not in ("gpu", "cuda", "rocm", "tpu")
+    return _jnp_blockwise(qp, kp, vp, fwd_plan, table, bq, bk, c, prec)[:, :q_len].astype(q.dtype)
   run = _build(batch, heads, q_pad, k_pad, d, jnp.dtype(q.dtype), bq, bk, fwd_plan[0].shape[-1],
-               bwd_plan[0].shape[-1], fwd_plan[0].shape[0] > 1, c, bool(interpret))
+               bwd_plan[0].shape[-1], len(table), fwd_plan[0].shape[0] > 1, c, prec, _pallas.target(interpret))
   fwd_plan = tuple(jnp.asarray(a) for a in (fwd_plan[0], fwd_plan[1][..., None], fwd_plan[2]))
   bwd_plan = tuple(jnp.asarray(a) for a in (bwd_plan[0], bwd_plan[1][..., None], bwd_plan[2]))
-  return run(qp, kp, vp, fwd_plan, bwd_plan)[:, :q_len]
+  return run(qp, kp, vp, fwd_plan, bwd_plan, jnp.asarray(table))[:, :q_len]

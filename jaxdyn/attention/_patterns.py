@@ -104,7 +104,7 @@ def sliding_window_mask(q_len: int, k_len: int | None = None, *, window: int, q_
   """
   window = _validation.check_int("window", window, lower=1)
   p, j = _positions(q_len, k_len, q_offset)
-  return (j <= p) & (p - j < window)
+  return (j <= p) & (j > p - window)
 
 
 def sink_window_mask(q_len: int, k_len: int | None = None, *, sink: int, window: int,
@@ -137,7 +137,7 @@ def sink_window_mask(q_len: int, k_len: int | None = None, *, sink: int, window:
   sink = _validation.check_int("sink", sink, lower=0)
   window = _validation.check_int("window", window, lower=1)
   p, j = _positions(q_len, k_len, q_offset)
-  return (j <= p) & ((j < sink) | (p - j < window))
+  return (j <= p) & ((j < sink) | (j > p - window))
 
 
 def block_sparse_mask(q_len: int, k_len: int | None = None, *, block_size: int, local_blocks: int,

@@ -15,7 +15,11 @@ which is what the kernel avoids.
 
 Off GPU/TPU the kernels run in Pallas interpret mode (`jax.experimental.pallas` only interprets on
 CPU), which is slower than the `jax.lax.scan` path, so `jaxdyn.snn.lif_multistep` (jnp) stays the
-default and this is opt-in.
+default and this is opt-in. On GPU they compile through Pallas's Triton lowering
+(`jaxdyn._pallas.call_options`). Measured on one NVIDIA H200 (jax 0.11.2, 2026-11-30,
+``benchmarks/gpu_kernels.py``), T = 6 on the spiking VGG-11's first-layer size (32 x 64 x 32 x 32
+neurons), float32: spikes equal to the scan's, gradients within 1e-7 relative; forward + backward
+0.28 ms against the scan's 0.47 ms (BPTT) and 0.25 against 0.41 ms (SLTT's detached membrane).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.typing import ArrayLike
 
-from jaxdyn import _validation
+from jaxdyn import _pallas, _validation
 from jaxdyn.snn._lif import LIFConfig, charge_fire_reset, time_major
 from jaxdyn.snn._surrogate import _resolve, heaviside, slope
 
@@ -68,18 +72,17 @@ def _backward_kernel(cfg: LIFConfig, num_steps: int, detach: bool, name: str, al
 
 @functools.lru_cache(maxsize=None)
 def _build(cfg: LIFConfig, name: str, alpha: float, detach: bool, num_steps: int, n: int,
-           block: int, dtype, interpret: bool):
+           block: int, dtype, target: str):
   grid = (n // block,)
+  call = functools.partial(pl.pallas_call, **_pallas.call_options(target))
   seq = pl.BlockSpec((num_steps, block), lambda j: (0, j))
   row = pl.BlockSpec((1, block), lambda j: (0, j))
   seq_shape = jax.ShapeDtypeStruct((num_steps, n), dtype)
   row_shape = jax.ShapeDtypeStruct((1, n), dtype)
-  forward = pl.pallas_call(_forward_kernel(cfg, num_steps), grid=grid, in_specs=[seq, row],
-                           out_specs=[seq, seq, row], out_shape=[seq_shape, seq_shape, row_shape],
-                           interpret=interpret)
-  backward = pl.pallas_call(_backward_kernel(cfg, num_steps, detach, name, alpha), grid=grid,
-                            in_specs=[seq, seq, row], out_specs=[seq, row],
-                            out_shape=[seq_shape, row_shape], interpret=interpret)
+  forward = call(_forward_kernel(cfg, num_steps), grid=grid, in_specs=[seq, row],
+                 out_specs=[seq, seq, row], out_shape=[seq_shape, seq_shape, row_shape])
+  backward = call(_backward_kernel(cfg, num_steps, detach, name, alpha), grid=grid,
+                  in_specs=[seq, seq, row], out_specs=[seq, row], out_shape=[seq_shape, row_shape])
 
   @jax.custom_vjp
   def run(currents, v0):
@@ -148,14 +151,12 @@ def lif_multistep_pallas(
   num_steps, shape = currents.shape[0], currents.shape[1:]
   if v0.size == 0:  # no neurons: nothing to run
     return jnp.zeros(currents.shape, currents.dtype), v0
-  if interpret is None:
-    interpret = jax.default_backend() not in ("gpu", "tpu")
   n = int(v0.size)
   block = min(block_size, 1 << (n - 1).bit_length())
   padded = -(-n // block) * block
   flat = jnp.pad(currents.reshape(num_steps, n), ((0, 0), (0, padded - n)))
   v0_flat = jnp.pad(v0.reshape(1, n), ((0, 0), (0, padded - n)))
   run = _build(cfg, name, a, bool(detach_membrane), num_steps, padded, block, jnp.dtype(currents.dtype),
-               bool(interpret))
+               _pallas.target(interpret))
   s, v_t = run(flat, v0_flat)
   return s[:, :n].reshape(currents.shape), v_t[0, :n].reshape(shape)

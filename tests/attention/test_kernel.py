@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdyn import _pallas
 from jaxdyn.attention import (
     block_sparse_attention,
     block_sparse_mask,
@@ -131,6 +132,48 @@ def test_jnp_path_keeps_half_precision_and_matches():
   assert out.dtype == jnp.bfloat16
   ref = jax.jit(lambda *a: dense_masked_attention(*a, mask))(q, k, v)
   np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=5e-2)
+
+
+@pytest.mark.parametrize("dtype,precision", [(jnp.float32, "highest"), (jnp.bfloat16, "default")])
+def test_kernels_lower_to_triton_for_a_gpu(monkeypatch, dtype, precision):
+  """Pallas lowers to Triton in Python, with no GPU: an operation Triton has no rule for fails here.
+
+  The forward and both backward kernels appear as three Triton calls in the GPU program; compiling and
+  running them needs a GPU (``benchmarks/gpu_kernels.py``).
+  """
+  monkeypatch.setattr(_pallas, "target", lambda interpret: "gpu")
+  q = jax.ShapeDtypeStruct((1, 200, 2, 64), dtype)  # ragged: 200 = 3 * 64 + 8
+  mask = sink_window_mask(200, sink=16, window=64)
+
+  def loss(q, k, v):
+    return block_sparse_attention(q, k, v, mask, precision=precision).astype(jnp.float32).sum()
+
+  text = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(q, q, q).lower(lowering_platforms=("cuda",)).as_text()
+  assert text.count("custom_call @__gpu$xla.gpu.triton(") == 3
+
+
+def test_plan_shares_tile_masks():
+  """The plan stores each distinct tile mask once: its size follows the listed tiles, not their elements."""
+  from jaxdyn.attention._kernel import _plan  # noqa: PLC0415 (the kernel's private plan)
+  (idx, cnt, tid), (idx_t, cnt_t, tid_t), table = _plan(sink_window_mask(1024, sink=16, window=128), 64, 64)
+  # empty, full, the causal diagonal, the window's edge, the sink alone, the sink meeting the edge
+  assert table.shape == (6, 64, 64)
+  np.testing.assert_array_equal(table[:2].reshape(2, -1).mean(1), [0, 1])
+  assert idx.shape == tid.shape == (1, 16, 4) and cnt.max() == 4  # sink block + at most 3 window blocks
+  assert idx_t.shape == tid_t.shape == (1, 16, 16)  # the sink's key block is read by every query block
+  assert np.all(tid[idx < 0] == 0) and np.all(tid[idx >= 0] > 0)
+  assert _plan(sink_window_mask(4096, sink=16, window=128), 64, 64)[2].shape == (6, 64, 64)  # 4x longer
+
+
+def test_precision_default_is_the_fast_path_and_highest_the_reference():
+  q, k, v = qkv(1, 24, 24, 2, 8)
+  mask = causal_mask(24)
+  ref = dense_masked_attention(q, k, v, mask)
+  for precision in ("highest", "default"):  # the same on CPU, where float32 matmuls are exact either way
+    out = block_sparse_attention(q, k, v, mask, block_q=8, block_k=8, implementation="jnp", precision=precision)
+    np.testing.assert_allclose(out, ref, **TOL)
+  with pytest.raises(ValueError, match="precision: must be one of"):
+    block_sparse_attention(q, k, v, mask, precision="fast")
 
 
 def test_empty_batch_gives_an_empty_result():

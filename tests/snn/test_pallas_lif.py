@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdyn import _pallas
 from jaxdyn.snn import lif_multistep, lif_multistep_pallas
 
 
@@ -66,3 +67,17 @@ def test_empty_neuron_set_nonfinite_currents_and_numpy_scalars():
   # Integer currents become floats (before: "currents: must be floating").
   s, _ = lif_multistep_pallas(jnp.array([[1, 0], [0, 2]]), interpret=True)
   np.testing.assert_array_equal(s, [[1.0, 0.0], [0.0, 1.0]])
+
+
+@pytest.mark.parametrize("num_steps", [4, 6])
+def test_kernels_lower_to_triton_for_a_gpu(monkeypatch, num_steps):
+  """The forward and backward kernels lower to two Triton calls for a GPU (no GPU needed to lower)."""
+  monkeypatch.setattr(_pallas, "target", lambda interpret: "gpu")
+  x = jax.ShapeDtypeStruct((num_steps, 3, 100), jnp.float32)
+
+  def loss(currents):
+    s, v = lif_multistep_pallas(currents, detach_membrane=True)
+    return s.sum() + v.sum()
+
+  text = jax.jit(jax.grad(loss)).trace(x).lower(lowering_platforms=("cuda",)).as_text()
+  assert text.count("custom_call @__gpu$xla.gpu.triton(") == 2

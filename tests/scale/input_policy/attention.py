@@ -67,6 +67,8 @@ for arg in ("block_q", "block_k"):
 case(_BSA, "implementation", bad_name.filter(lambda s: s not in ("pallas", "jnp")))(
     lambda v: fn(_BSA)(Q, K, V, MASK, implementation=v))
 case(_BSA, "interpret", not_bool)(lambda v: fn(_BSA)(Q, K, V, MASK, interpret=v))
+case(_BSA, "precision", bad_name.filter(lambda s: s not in ("highest", "default")))(
+    lambda v: fn(_BSA)(Q, K, V, MASK, precision=v))
 
 # LongGen hybrid stacks.
 _PLAN = ("sparse", "full", "sparse")
