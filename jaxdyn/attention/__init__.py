@@ -53,6 +53,7 @@ from jaxdyn.attention._icl import (
 from jaxdyn.attention._kernel import IMPLEMENTATIONS, PRECISIONS, block_sparse_attention, dense_masked_attention
 from jaxdyn.attention._longgen import (
     PLACEMENTS,
+    SPARSE_IMPLEMENTATIONS,
     hybrid_attention_fns,
     hybrid_cache,
     hybrid_cache_sizes,
@@ -77,6 +78,7 @@ __all__ = [
     "PRECISIONS",
     "PATTERNS",
     "PLACEMENTS",
+    "SPARSE_IMPLEMENTATIONS",
     "bayes_predict",
     "block_layout",
     "block_sparse_attention",

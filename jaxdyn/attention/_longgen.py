@@ -25,10 +25,12 @@ reports a 62% smaller cache). This module gives:
   x head_dim x bytes per element x tokens kept (seq_len for a full layer, min(seq_len, sink + window)
   for a sparse one), plus the int32 position of each slot.
 
-The sparse layers here compute their scores densely and mask them (memory O(q_len k_len)); the
-block-sparse kernels (`block_sparse_attention`) take a concrete mask, which this position-based
-interface cannot give under ``jit``. What a sparse layer saves here is the cache, which is what the
-paper's inference claim measures.
+In cached decoding the sparse layers compute their (chunk x cache) scores densely and mask them by
+position. On a whole sequence at positions 0..L-1 (a training step) the positions are known from the
+static length, so `sink_window_attention`'s ``contiguous`` form builds the concrete mask and runs the
+block-sparse kernel (`block_sparse_attention`) on GPU and TPU, where it is several times faster than
+dense attention at long lengths (see its docstring's H200 table); on CPU, where Pallas only
+interprets, ``implementation="auto"`` keeps the dense masked path there too.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn import _validation
-from jaxdyn.attention._kernel import _masked_softmax
+from jaxdyn.attention._kernel import _masked_softmax, block_sparse_attention
+from jaxdyn.attention._patterns import sink_window_mask
 from jaxdyn.models import Transformer, causal_attention
 
-__all__ = ["PLACEMENTS", "hybrid_attention_fns", "hybrid_cache", "hybrid_cache_sizes", "kv_cache_bytes",
+__all__ = ["PLACEMENTS", "SPARSE_IMPLEMENTATIONS", "hybrid_attention_fns", "hybrid_cache", "hybrid_cache_sizes", "kv_cache_bytes",
            "layer_plan", "sink_window_attention"]
 
 PLACEMENTS = ("middle", "bottom", "top", "interleave")
+SPARSE_IMPLEMENTATIONS = ("auto", "dense", "pallas", "jnp")
 
 
 def layer_plan(depth: int, *, full_fraction: float = 1 / 3, placement: str = "middle") -> tuple[str, ...]:
@@ -99,7 +103,8 @@ def _check_plan(plan) -> tuple[str, ...]:
   return tuple(plan)
 
 
-def sink_window_attention(sink: int, window: int) -> Callable[..., jax.Array]:
+def sink_window_attention(sink: int, window: int, *, implementation: str = "auto",
+                          block_size: int = 64) -> Callable[..., jax.Array]:
   """An attention function (``fn(q, k, v, *, q_positions, k_positions)``) on a sink and a window.
 
   Query i at position p_i reads key j at position p_j when 0 <= p_j <= p_i and (p_j < sink or
@@ -109,9 +114,20 @@ def sink_window_attention(sink: int, window: int) -> Callable[..., jax.Array]:
   gives zeros, and an allowed score of -inf (a non-finite input) gives NaN rather than dropping its
   key (`block_sparse_attention`'s rule).
 
+  The function's ``contiguous(q, k, v)`` form (what `jaxdyn.models.Transformer` calls on a whole
+  sequence at positions 0..L-1) computes the same with ``implementation``:
+
+  - ``"auto"``: the Pallas kernel on GPU and TPU when the head dimension is a power of two >= 16
+    (Triton's matmul), else ``"dense"``;
+  - ``"dense"``: the position-masked dense scores (O(L^2) memory), as in decoding;
+  - ``"pallas"`` / ``"jnp"``: `block_sparse_attention` on `sink_window_mask` with that
+    implementation (``"pallas"`` interprets on CPU: for tests).
+
   Args:
     sink: leading tokens every query reads, >= 0.
     window: the sliding window, >= 1.
+    implementation: one of `SPARSE_IMPLEMENTATIONS`, for whole sequences.
+    block_size: the kernel's query and key block (a power of two; shrunk for a short sequence).
 
   Returns:
     The function, for `jaxdyn.models.Transformer`'s ``attention_fns``.
@@ -126,6 +142,10 @@ def sink_window_attention(sink: int, window: int) -> Callable[..., jax.Array]:
   """
   sink = _validation.check_int("sink", sink, lower=0)
   window = _validation.check_int("window", window, lower=1)
+  implementation = _validation.check_choice("implementation", implementation, SPARSE_IMPLEMENTATIONS)
+  block_size = _validation.check_int("block_size", block_size, lower=1)
+  if block_size & (block_size - 1):
+    raise ValueError(f"block_size: must be a power of two, got {block_size}")
 
   def attend(q, k, v, *, q_positions, k_positions):
     for name, x in (("q", q), ("k", k), ("v", v)):
@@ -137,19 +157,34 @@ def sink_window_attention(sink: int, window: int) -> Callable[..., jax.Array]:
     w = _masked_softmax(s, jnp.broadcast_to(allowed, s.shape))
     return jnp.einsum("bhqk,bkhd->bqhd", w, v.astype(dtype)).astype(v.dtype)
 
-  attend.sink, attend.window = sink, window
+  def contiguous(q, k, v):
+    impl, d = implementation, q.shape[-1]
+    if impl == "auto":
+      kernel_ok = jax.default_backend() != "cpu" and d >= 16 and not d & (d - 1)
+      impl = "pallas" if kernel_ok else "dense"
+    if impl == "dense" or q.shape[1] != k.shape[1]:
+      positions = jnp.arange(q.shape[1], dtype=jnp.int32)
+      return attend(q, k, v, q_positions=positions, k_positions=positions)
+    mask = sink_window_mask(q.shape[1], sink=sink, window=window)
+    out = block_sparse_attention(q, k, v, mask, block_q=block_size, block_k=block_size, implementation=impl)
+    return out.astype(v.dtype)
+
+  attend.sink, attend.window, attend.contiguous = sink, window, contiguous
   return attend
 
 
-def hybrid_attention_fns(plan: Sequence[str], *, sink: int, window: int) -> tuple[Callable[..., jax.Array], ...]:
+def hybrid_attention_fns(plan: Sequence[str], *, sink: int, window: int,
+                         implementation: str = "auto") -> tuple[Callable[..., jax.Array], ...]:
   """Per layer of ``plan``: `jaxdyn.models.causal_attention` (full) or `sink_window_attention` (sparse).
+
+  ``implementation`` is the sparse layers' whole-sequence path (`sink_window_attention`).
 
   Example:
     >>> [f.__name__ for f in hybrid_attention_fns(("sparse", "full"), sink=1, window=4)]
     ['attend', 'causal_attention']
   """
   plan = _check_plan(plan)
-  sparse = sink_window_attention(sink, window)
+  sparse = sink_window_attention(sink, window, implementation=implementation)
   return tuple(causal_attention if p == "full" else sparse for p in plan)
 
 

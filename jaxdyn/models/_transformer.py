@@ -26,6 +26,13 @@ Masking by position rather than by index is what makes one function serve traini
 prefill and token-by-token decoding: a sliding window is ``q_pos - k_pos < window`` wherever the keys
 come from. The default, `causal_attention`, is dense attention with the mask ``0 <= k_pos <= q_pos``.
 
+A function may also carry a ``contiguous`` attribute, ``fn.contiguous(q, k, v) -> out``, that the model
+calls instead when it runs a whole sequence at the default positions ``0 .. seq-1`` with no cache (a
+training step, `Transformer.features` without ``positions``). It must equal
+``fn(q, k, v, q_positions=arange(seq), k_positions=arange(seq))``; since the positions are then known
+from the static shape, it can build a concrete mask and run a block-sparse kernel
+(`jaxdyn.attention.sink_window_attention` does, on GPU and TPU).
+
 The cache layout
 ----------------
 `Transformer.init_cache` returns a `KVCache`: ``layers``, one `LayerKVCache` per block, each with
@@ -225,8 +232,12 @@ class _Block(nnx.Module):
     self.up = nnx.Linear(dim, (2 if mlp == "swiglu" else 1) * hidden, use_bias=False, rngs=rngs)
     self.down = nnx.Linear(hidden, dim, use_bias=False, rngs=rngs)
 
-  def __call__(self, x, positions, *, cache=None, dropout=None):
-    """``dropout`` is ``(rate, key)`` or None; returns the new residual stream and the written cache."""
+  def __call__(self, x, positions, *, cache=None, dropout=None, contiguous=False):
+    """``dropout`` is ``(rate, key)`` or None; returns the new residual stream and the written cache.
+
+    ``contiguous``: ``positions`` is ``0 .. seq-1`` (then, without a cache, the attention function's
+    ``contiguous`` form runs if it has one).
+    """
     b, t, _ = x.shape
     q, k, v = jnp.split(self.qkv(self.norm1(x)).reshape(b, t, 3 * self.num_heads, self.head_dim), 3, axis=2)
     q, k = rope(q, positions, base=self.rope_base), rope(k, positions, base=self.rope_base)
@@ -237,7 +248,11 @@ class _Block(nnx.Module):
       values = jnp.concatenate([cache.v.astype(v.dtype), v], axis=1)
       k_pos = jnp.concatenate([cache.positions, positions])
       cache = cache.write(k, v, positions)
-    a = self.attention_fn(q, keys, values, q_positions=positions, k_positions=k_pos)
+    whole = getattr(self.attention_fn, "contiguous", None) if contiguous and cache is None else None
+    if whole is not None:
+      a = whole(q, keys, values)
+    else:
+      a = self.attention_fn(q, keys, values, q_positions=positions, k_positions=k_pos)
     a = self.proj(a.reshape(b, t, self.num_heads * self.head_dim))
     if dropout is not None:
       a = _dropout(a, dropout[0], jax.random.fold_in(dropout[1], 0))
@@ -368,7 +383,8 @@ class Transformer(nnx.Module):
     _check_tokens("tokens", tokens, self.vocab_size)
     tokens = jnp.asarray(tokens)
     seq = tokens.shape[1]
-    if positions is None:
+    contiguous = positions is None
+    if contiguous:
       positions = jnp.arange(seq, dtype=jnp.int32)
     _check_positions("positions", positions, seq)
     train = is_training(self, train)
@@ -379,7 +395,8 @@ class Transformer(nnx.Module):
     if drop:
       x = _dropout(x, self.dropout_rate, jax.random.fold_in(key, self.depth))
     for i, blk in enumerate(self.blocks):
-      x, _ = blk(x, positions, dropout=(self.dropout_rate, jax.random.fold_in(key, i)) if drop else None)
+      x, _ = blk(x, positions, dropout=(self.dropout_rate, jax.random.fold_in(key, i)) if drop else None,
+                 contiguous=contiguous)
     return self.norm(x)
 
   def apply_head(self, h: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:

@@ -68,6 +68,42 @@ def test_hybrid_attention_fns_pick_full_and_sparse_per_layer():
   assert fns[1] is causal_attention and fns[0] is fns[2] and (fns[0].sink, fns[0].window) == (2, 4)
 
 
+def test_whole_sequence_kernel_path_equals_the_positional_path_values_and_gradients():
+  """A training step's sparse layers run the block-sparse kernel (interpreted here) or the jnp path."""
+  tokens = jax.random.randint(jax.random.key(5), (2, 40), 0, 32)  # 40: ragged 16-token blocks
+  calls = []
+
+  def loss_and_grads(implementation):
+    sparse = sink_window_attention(2, 9, implementation=implementation, block_size=16)
+    whole = sparse.contiguous
+    sparse.contiguous = lambda *a: calls.append(implementation) or whole(*a)  # a spy
+    model = Transformer(vocab_size=32, dim=32, depth=3, num_heads=2, attention_fns=(sparse, causal_attention, sparse),
+                        rngs=nnx.Rngs(0))
+    return nnx.value_and_grad(lambda m: jnp.mean(m(tokens) ** 2))(model)
+
+  ref, ref_g = loss_and_grads("dense")
+  for impl in ("pallas", "jnp"):
+    val, g = loss_and_grads(impl)
+    np.testing.assert_allclose(val, ref, rtol=1e-5)
+    for x, y in zip(jax.tree.leaves(g), jax.tree.leaves(ref_g)):
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+  assert calls == ["dense"] * 2 + ["pallas"] * 2 + ["jnp"] * 2  # two sparse layers each
+
+
+def test_auto_runs_the_kernel_only_where_pallas_compiles(monkeypatch):
+  fn = sink_window_attention(2, 9)
+  q = jnp.asarray(np.random.default_rng(0).standard_normal((1, 40, 2, 16)), jnp.float32)
+  p = jnp.arange(40)
+  np.testing.assert_allclose(fn.contiguous(q, q, q), fn(q, q, q, q_positions=p, k_positions=p), rtol=1e-6)
+  from jaxdyn import _pallas  # noqa: PLC0415
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(_pallas, "target", lambda interpret: "gpu")
+  text = jax.jit(fn.contiguous).trace(q, q, q).lower(lowering_platforms=("cuda",)).as_text()
+  assert text.count("custom_call @__gpu$xla.gpu.triton(") == 1  # "auto" on a GPU: the kernel
+  q8 = jax.ShapeDtypeStruct((1, 40, 2, 8), jnp.float32)  # head dim 8 < 16: Triton cannot; dense
+  assert "triton" not in jax.jit(fn.contiguous).trace(q8, q8, q8).lower(lowering_platforms=("cuda",)).as_text()
+
+
 def test_generation_with_the_ring_caches_equals_generation_with_full_caches():
   model, plan = _model()
   prompt_len = 11  # the prefill is longer than the rings (sink 2 + window 4), and the rings wrap

@@ -81,6 +81,14 @@ case(f"{ATT}.layer_plan", "placement", bad_name.filter(lambda s: s not in ("midd
     lambda v: fn(f"{ATT}.layer_plan")(6, placement=v))
 case(f"{ATT}.sink_window_attention", "sink", bad_length)(lambda v: fn(f"{ATT}.sink_window_attention")(v, 2))
 case(f"{ATT}.sink_window_attention", "window", bad_count)(lambda v: fn(f"{ATT}.sink_window_attention")(1, v))
+_SWA = f"{ATT}.sink_window_attention"
+case(_SWA, "implementation", bad_name.filter(lambda s: s not in ("auto", "dense", "pallas", "jnp")))(
+    lambda v: fn(_SWA)(1, 2, implementation=v))
+case(_SWA, "block_size", st.one_of(bad_count, st.sampled_from([3, 12, 48])))(
+    lambda v: fn(_SWA)(1, 2, block_size=v))
+case(f"{ATT}.hybrid_attention_fns", "implementation", bad_name.filter(
+    lambda s: s not in ("auto", "dense", "pallas", "jnp")))(
+    lambda v: fn(f"{ATT}.hybrid_attention_fns")(_PLAN, sink=1, window=2, implementation=v))
 case(f"{ATT}.hybrid_attention_fns", "plan", bad_plan)(lambda v: fn(f"{ATT}.hybrid_attention_fns")(v, sink=1, window=2))
 case(f"{ATT}.hybrid_attention_fns", "sink", bad_length)(
     lambda v: fn(f"{ATT}.hybrid_attention_fns")(_PLAN, sink=v, window=2))
@@ -164,12 +172,15 @@ SPECS += [
          call=lambda q, k, v, sink, window: fn(f"{ATT}.sink_window_attention")(sink, window)(
              q, k, v, q_positions=np.arange(q.shape[1]), k_positions=np.arange(k.shape[1])),
          floats=("q", "k", "v"), batch=("q", "k", "v"), empty=lambda out: np.shape(out) == (0, L, NH, D),
-         numbers=("sink", "window"), ranges={"q": st.floats(-1e3, 1e3).map(lambda c: Q * np.float32(c))}),
+         numbers=("sink", "window"), ranges={"q": st.floats(-1e3, 1e3).map(lambda c: Q * np.float32(c))},
+         not_applicable={"implementation": "a name (a Case)",
+                         "block_size": "a tiling of the whole-sequence path (a Case); the positional call "
+                                       "computed here does not use it"}),
     Spec(f"{ATT}.hybrid_attention_fns", dict(q=Q, k=K, v=V, sink=1, window=3),
          call=lambda q, k, v, sink, window: fn(f"{ATT}.hybrid_attention_fns")(_PLAN, sink=sink, window=window)[0](
              q, k, v, q_positions=np.arange(q.shape[1]), k_positions=np.arange(k.shape[1])),
          floats=("q", "k", "v"), batch=("q", "k", "v"), empty=lambda out: np.shape(out) == (0, L, NH, D),
-         numbers=("sink", "window"), not_applicable={"plan": "names (a Case)"}),
+         numbers=("sink", "window"), not_applicable={"plan": "names (a Case)", "implementation": "a name (a Case)"}),
     Spec(_SIZES, dict(max_len=16, sink=1, window=3),
          call=lambda **kw: np.asarray(fn(_SIZES)(_PLAN, **kw), np.float32), numbers=("max_len", "sink", "window"),
          not_applicable={"plan": "names (a Case)"}),
