@@ -121,7 +121,8 @@ def sink_window_attention(sink: int, window: int, *, implementation: str = "auto
     (Triton's matmul), else ``"dense"``;
   - ``"dense"``: the position-masked dense scores (O(L^2) memory), as in decoding;
   - ``"pallas"`` / ``"jnp"``: `block_sparse_attention` on `sink_window_mask` with that
-    implementation (``"pallas"`` interprets on CPU: for tests).
+    implementation (``"pallas"`` interprets on CPU: for tests), at JAX's default matmul precision,
+    as the dense path (TF32 for float32 on NVIDIA GPUs, exact float32 on CPU).
 
   Args:
     sink: leading tokens every query reads, >= 0.
