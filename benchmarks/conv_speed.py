@@ -38,22 +38,12 @@ import optax
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timed  # noqa: E402
 from sltt_memory import make_step  # noqa: E402  (the SLTT benchmark's train step)
 
 from jaxdyn import models, snn  # noqa: E402
 
 SECTIONS = ("sgemm", "layers", "vgg", "resnet")
-
-
-def timed(fn, *args, reps: int) -> float:
-  """Median wall seconds of ``reps`` calls after one warm-up call."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
 
 
 def sgemm_rate(reps: int) -> float:

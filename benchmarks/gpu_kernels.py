@@ -29,17 +29,22 @@ Results measured on an H200 are in the docstrings of `jaxdyn/attention/_kernel.p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import statistics
+import sys
 import time
 import traceback
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import snn
-from jaxdyn.attention import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timed  # noqa: E402
+
+from jaxdyn import snn  # noqa: E402
+from jaxdyn.attention import (  # noqa: E402
     block_sparse_attention,
     block_sparse_mask,
     causal_mask,
@@ -55,15 +60,16 @@ def log(*a):
   print(*a, flush=True)
 
 
-def timed(fn, *args, reps: int) -> float:
-  """Median wall seconds of ``reps`` calls after one warm-up call."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
+@contextlib.contextmanager
+def recorded(row: dict, rows: list[dict]):
+  """Runs the block; a failure becomes the row's ``error`` (a report, not a library path). Logs the row."""
+  try:
+    yield
+  except Exception as e:  # noqa: BLE001
+    row["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
+    traceback.print_exc()
+  log(json.dumps(row))
+  rows.append(row)
 
 
 def patterns(length: int) -> np.ndarray:
@@ -93,7 +99,7 @@ def attention_check(small: bool) -> list[dict]:
       (64, 64, jnp.float32, "default"), (64, 64, jnp.bfloat16, "default"), (128, 64, jnp.bfloat16, "default")]
   for bq, bk, dtype, precision in cases:
     row = dict(block_q=bq, block_k=bk, dtype=jnp.dtype(dtype).name, precision=precision)
-    try:
+    with recorded(row, rows):
       args = tuple(a.astype(dtype) for a in (q, k, v))
       fn = value_and_grads(lambda q, k, v: block_sparse_attention(
           q, k, v, mask, block_q=bq, block_k=bk, precision=precision), w.astype(dtype))
@@ -109,11 +115,6 @@ def attention_check(small: bool) -> list[dict]:
         row[f"{name}_max_rel_err"] = float(jnp.max(jnp.abs(a.astype(jnp.float32) - b))) / s
         row[f"{name}_finite"] = bool(jnp.all(jnp.isfinite(a)))
       row["empty_rows_zero"] = bool(jnp.all(got[0][:, [0, 5, length - 1], -1] == 0))
-    except Exception as e:  # noqa: BLE001  (a report, not a library path)
-      row["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
-      traceback.print_exc()
-    log(json.dumps(row))
-    rows.append(row)
   return rows
 
 
@@ -127,7 +128,7 @@ def lif_check(small: bool, reps: int) -> list[dict]:
     def loss(impl):
       return jax.jit(jax.value_and_grad(lambda c: jnp.sum(impl(c, detach_membrane=detach)[0] * w)))
     row = dict(shape=list(shape), detach_membrane=detach)
-    try:
+    with recorded(row, rows):
       (l_ref, g_ref), (l, g) = loss(snn.lif_multistep)(currents), loss(snn.lif_multistep_pallas)(currents)
       s_ref, s = snn.lif_multistep(currents)[0], snn.lif_multistep_pallas(currents)[0]
       row.update(spikes_equal=bool(jnp.all(s == s_ref)), spike_rate=float(s.mean()),
@@ -135,11 +136,6 @@ def lif_check(small: bool, reps: int) -> list[dict]:
                  grad_max_rel_err=float(jnp.max(jnp.abs(g - g_ref)) / jnp.max(jnp.abs(g_ref))))
       row["scan_ms"] = timed(loss(snn.lif_multistep), currents, reps=reps) * 1e3
       row["pallas_ms"] = timed(loss(snn.lif_multistep_pallas), currents, reps=reps) * 1e3
-    except Exception as e:  # noqa: BLE001
-      row["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
-      traceback.print_exc()
-    log(json.dumps(row))
-    rows.append(row)
   return rows
 
 
@@ -165,7 +161,7 @@ def attention_speed(small: bool, reps: int) -> list[dict]:
       variants["full_pallas"] = lambda q, k, v: block_sparse_attention(q, k, v, full, precision="default")
     for name, attend in variants.items():
       row = dict(length=length, heads=heads, head_dim=dim, variant=name)
-      try:
+      with recorded(row, rows):
         step = jax.jit(jax.grad(lambda q, k, v: jnp.sum((attend(q, k, v) * g).astype(jnp.float32)),
                                 argnums=(0, 1, 2)))
         t0 = time.perf_counter()
@@ -173,10 +169,6 @@ def attention_speed(small: bool, reps: int) -> list[dict]:
         row["compile_s"] = round(time.perf_counter() - t0, 2)
         row["temp_mib"] = compiled.memory_analysis().temp_size_in_bytes / 2**20
         row["fwd_bwd_ms"] = timed(compiled, q, k, v, reps=reps) * 1e3
-      except Exception as e:  # noqa: BLE001
-        row["error"] = f"{type(e).__name__}: {str(e)[:600]}"
-      log(json.dumps(row))
-      rows.append(row)
   return rows
 
 
@@ -193,7 +185,7 @@ def transformer_check(small: bool, reps: int) -> list[dict]:
     results = {}
     for impl in ("dense", "pallas"):
       row = dict(length=length, sparse_layers=impl)
-      try:
+      with recorded(row, rows):
         fns = hybrid_attention_fns(layer_plan(6), sink=sink, window=window, implementation=impl)
         model = Transformer(vocab_size=256, dim=dim, depth=6, num_heads=heads, attention_fns=fns,
                             rngs=nnx.Rngs(0))
@@ -211,11 +203,6 @@ def transformer_check(small: bool, reps: int) -> list[dict]:
         results[impl] = jax.block_until_ready(compiled(params, tokens))
         row["step_ms"] = timed(compiled, params, tokens, reps=reps) * 1e3
         row["loss"] = float(results[impl][0])
-      except Exception as e:  # noqa: BLE001
-        row["error"] = f"{type(e).__name__}: {str(e)[:1500]}"
-        traceback.print_exc()
-      log(json.dumps(row))
-      rows.append(row)
     if len(results) == 2:
       (la, ga), (lb, gb) = results["dense"], results["pallas"]
       err = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-30))
