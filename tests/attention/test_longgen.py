@@ -90,6 +90,22 @@ def test_whole_sequence_kernel_path_equals_the_positional_path_values_and_gradie
   assert calls == ["dense"] * 2 + ["pallas"] * 2 + ["jnp"] * 2  # two sparse layers each
 
 
+def test_auto_on_cpu_gathers_blocks_only_on_long_sequences(monkeypatch):
+  from jaxdyn.attention import _longgen  # noqa: PLC0415
+  seen, real = [], _longgen.block_sparse_attention
+
+  def spy(*args, implementation, **kwargs):
+    seen.append(implementation)
+    return real(*args, implementation=implementation, **kwargs)
+
+  monkeypatch.setattr(_longgen, "block_sparse_attention", spy)
+  for length, window, expected in ((1000, 60, []), (1024, 60, ["jnp"]), (1024, 600, [])):
+    seen.clear()  # under 1,024 tokens, or a window covering most of them: the dense path
+    x = jax.ShapeDtypeStruct((1, length, 1, 16), jnp.float32)
+    assert jax.eval_shape(sink_window_attention(4, window).contiguous, x, x, x).shape == x.shape
+    assert seen == expected, (length, window)
+
+
 def test_auto_runs_the_kernel_only_where_pallas_compiles(monkeypatch):
   fn = sink_window_attention(2, 9)
   q = jnp.asarray(np.random.default_rng(0).standard_normal((1, 40, 2, 16)), jnp.float32)
