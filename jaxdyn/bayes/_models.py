@@ -248,12 +248,15 @@ class BayesResNet18(_BayesClassifier):
     num_classes: number of logits.
     density: active fraction of all layers but the stem, in (0, 1].
     width: channels of the first stage (64).
+    stage_sizes: blocks per stage, ``(2, 2, 2, 2)`` for ResNet-18; stage ``i`` has ``width * 2**i``
+      channels (fewer stages or blocks make a smaller network of the same kind, for tests).
     mu_init_std: std of initial means (0.01, the authors' value), None for 1/sqrt(fan_in).
     sigma_init: as in `BayesMLP`.
     rngs: ``nnx.Rngs``.
 
   Returns:
-    The module: logits ``(batch, num_classes)``, features ``(batch, 8 * width)`` (pooled last stage).
+    The module: logits ``(batch, num_classes)``, features ``(batch, 2**(S-1) * width)`` (pooled last
+    of the S stages).
 
   Example:
     >>> m = BayesResNet18(3, 10, density=0.1, width=4, rngs=nnx.Rngs(0))
@@ -265,18 +268,21 @@ class BayesResNet18(_BayesClassifier):
   """
 
   def __init__(self, in_channels: int, num_classes: int, *, density: float = 1.0, width: int = 64,
-               mu_init_std: float | None = 0.01, sigma_init: tuple[float, float] = (6e-4, 5e-4),
+               stage_sizes: Sequence[int] = (2, 2, 2, 2), mu_init_std: float | None = 0.01, sigma_init: tuple[float, float] = (6e-4, 5e-4),
                rngs: nnx.Rngs):
     density = check_density(density)
     in_channels, num_classes, width = (_validation.check_int(name, v, lower=1) for name, v in (
         ("in_channels", in_channels), ("num_classes", num_classes), ("width", width)))
+    stage_sizes = tuple(_validation.check_int("stage_sizes", n, lower=1) for n in stage_sizes)
+    if not stage_sizes:
+      raise ValueError("stage_sizes: must list at least one stage, got ()")
     kw = dict(mu_init_std=mu_init_std, sigma_init=sigma_init)
     self.stem = GaussianConv(in_channels, width, (3, 3), density=1.0, rngs=rngs, **kw)
     self.stem_bn = nnx.BatchNorm(width, rngs=rngs)
     blocks, cin = [], width
-    for i in range(4):
+    for i, n in enumerate(stage_sizes):
       w = width * 2**i
-      for j in range(2):
+      for j in range(n):
         blocks.append(_Block(cin, w, 2 if (i > 0 and j == 0) else 1, density, kw, rngs))
         cin = w
     self.blocks = nnx.List(blocks)

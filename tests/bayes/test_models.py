@@ -37,8 +37,18 @@ def test_mode_switches_sampling_and_explicit_train_wins():
   assert not np.allclose(m(x, key=key, sampling="weights"), mean)
 
 
-def test_batchnorm_follows_the_mode():
+def test_resnet18_has_the_cifar_architecture():
   m = BayesResNet18(3, 4, width=2, density=0.5, rngs=nnx.Rngs(0))
+  assert len(m.blocks) == 8 and m.head.in_features == 16  # (2, 2, 2, 2) blocks; 8 * width features
+  assert [b.conv1.strides for b in m.blocks] == [(1, 1), (1, 1)] + [(2, 2), (1, 1)] * 3
+  assert [b.conv2.in_features for b in m.blocks] == [2, 2, 4, 4, 8, 8, 16, 16]
+  assert m.stem.density == 1.0 and all(b.conv1.density == b.conv2.density == 0.5 for b in m.blocks)
+  small = BayesResNet18(3, 4, width=2, stage_sizes=(1, 1), rngs=nnx.Rngs(0))
+  assert len(small.blocks) == 2 and small.head.in_features == 4
+
+
+def test_batchnorm_follows_the_mode():
+  m = BayesResNet18(3, 4, width=2, stage_sizes=(1, 1), density=0.5, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(1), (4, 6, 6, 3))
   key = jax.random.key(2)
   graphdef, state = nnx.split(m)

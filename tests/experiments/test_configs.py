@@ -18,11 +18,11 @@ def shrink(config):
   """The config's own model, objective and optimizer; a handful of steps and small batches.
 
   Deep models keep their block type but get one block in each of two stages (ResNets) or one
-  transformer block (ViT), and fixed-depth models (the spiking and Bayesian ResNet-18s) a width of 2
+  transformer block (ViT), and fixed-depth models (the spiking ResNet-18) a width of 2
   and 2 time steps: XLA:CPU takes minutes to compile a full ResNet step, and width and depth add no
   code path (tests/models, tests/snn and tests/bayes cover the full architectures).
   """
-  if config.model in ("resnet18", "resnet50", "gated_resnet18"):
+  if config.model in ("resnet18", "resnet50", "gated_resnet18", "bayes_resnet18"):
     config.model_kwargs.stage_sizes = (1, 1)
     config.model_kwargs.width = 8
   elif config.model == "vit":
@@ -48,6 +48,8 @@ def shrink(config):
       cb.update(bits=tuple(cb.get("bits", (4,)))[:1], steps=2, calibration_size=32)
       if "resnet" in config.model:  # one NUPES compile per layer shape takes most of a minute on a ResNet;
         cb["method"] = "rtn"        # the layer walk is the same (NUPES on it: tests/experiments/techniques)
+    if "num_samples" in cb:  # Monte Carlo predictions: two samples take the same code path as ten
+      cb["num_samples"] = 2
     if "calibration_size" in cb:
       cb["calibration_size"] = min(cb["calibration_size"], 32)
     if "finetune_steps" in cb:

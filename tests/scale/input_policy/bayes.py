@@ -46,6 +46,8 @@ case(f"{BAY}.BayesCNN", "spatial_dims", st.integers().filter(lambda d: d not in 
 case(f"{BAY}.BayesCNN", "channels", st.one_of(st.just(()), st.tuples(nonpositive_int)))(
     lambda v: fn(f"{BAY}.BayesCNN")(1, C, channels=v, rngs=nnx.Rngs(0)))
 case(f"{BAY}.BayesResNet18", "width", bad_count)(lambda v: fn(f"{BAY}.BayesResNet18")(3, C, width=v, rngs=nnx.Rngs(0)))
+case(f"{BAY}.BayesResNet18", "stage_sizes", st.sampled_from([(), (0,), (1, -1), (1.5,), (True,)]))(
+    lambda v: fn(f"{BAY}.BayesResNet18")(3, C, width=2, stage_sizes=v, rngs=nnx.Rngs(0)))
 case(f"{BAY}.BayesResNet18", "density", bad_density)(
     lambda v: fn(f"{BAY}.BayesResNet18")(3, C, width=2, density=v, rngs=nnx.Rngs(0)))
 case(f"{BAY}.LayerCost", "num_active", st.one_of(st.integers(max_value=-1), st.integers(11, 10**6)))(
@@ -163,13 +165,14 @@ case(f"{BAY}.GaussianConv", "padding", bad_padding)(
     lambda v: fn(f"{BAY}.GaussianConv")(4, 3, (3,), padding=v, rngs=nnx.Rngs(0)))
 for name, args in (("BayesMLP", (4, C)), ("BayesCNN", (1, C)), ("BayesResNet18", (3, C))):
   f = f"{BAY}.{name}"
-  kw = {"hidden": (8,)} if name == "BayesMLP" else {"width": 2} if name == "BayesResNet18" else {"channels": (2,)}
+  kw = ({"hidden": (8,)} if name == "BayesMLP" else {"width": 2, "stage_sizes": (1, 1)} if name == "BayesResNet18"
+        else {"channels": (2,)})
   case(f, "mu_init_std", nonpositive)(lambda v, f=f, a=args, kw=kw: fn(f)(*a, mu_init_std=v, rngs=nnx.Rngs(0), **kw))
   case(f, "sigma_init", bad_sigma_init)(lambda v, f=f, a=args, kw=kw: fn(f)(*a, sigma_init=v, rngs=nnx.Rngs(0), **kw))
   case(f, "num_classes", bad_count)(lambda v, f=f, a=args, kw=kw: fn(f)(a[0], v, rngs=nnx.Rngs(0), **kw))
 for name in ("BayesCNN", "BayesResNet18"):
   f = f"{BAY}.{name}"
-  kw = {"width": 2} if name == "BayesResNet18" else {"channels": (2,)}
+  kw = {"width": 2, "stage_sizes": (1, 1)} if name == "BayesResNet18" else {"channels": (2,)}
   case(f, "in_channels", bad_count)(lambda v, f=f, kw=kw: fn(f)(v, C, rngs=nnx.Rngs(0), **kw))
 case(f"{BAY}.BayesCNN", "hidden", bad_count)(lambda v: fn(f"{BAY}.BayesCNN")(1, C, hidden=v, rngs=nnx.Rngs(0)))
 case(f"{BAY}.kl_warmup", "step", st.integers(max_value=-1) | st.floats(0, 100).map(np.float32))(
@@ -232,7 +235,8 @@ _MODELS = {
     "BayesMLP": (lambda: fn(f"{BAY}.BayesMLP")(4, C, hidden=(8,), density=0.5, rngs=nnx.Rngs(0)), H),
     "BayesCNN": (lambda: fn(f"{BAY}.BayesCNN")(1, C, channels=(2,), hidden=4, density=0.5, rngs=nnx.Rngs(0)),
                  np.ones((B, 8), np.float32)),
-    "BayesResNet18": (lambda: fn(f"{BAY}.BayesResNet18")(3, C, width=2, density=0.5, rngs=nnx.Rngs(0)),
+    "BayesResNet18": (lambda: fn(f"{BAY}.BayesResNet18")(3, C, width=2, stage_sizes=(1, 1), density=0.5,
+                                                         rngs=nnx.Rngs(0)),
                       np.ones((2, 4, 4, 3), np.float32)),
 }
 
@@ -335,7 +339,7 @@ SPECS += [
          numbers=("spatial_dims", "hidden", "density")),
     Spec(f"{BAY}.BayesResNet18", dict(in_channels=3, num_classes=C, width=2, density=0.5, mu_init_std=0.01),
          call=lambda **kw: fn(f"{BAY}.BayesResNet18")(**kw, rngs=nnx.Rngs(0)),
-         numbers=("width", "density", "mu_init_std")),
+         numbers=("width", "density", "mu_init_std"), not_applicable={"stage_sizes": "sizes, checked by a Case"}),
     *[Spec(f"{BAY}.{name}", dict(x=x, key=KEY),
            call=lambda x, key, name=name, build=build: _cached(name, build)(x, train=True, key=key),
            batch=("x",), keys=("key",))  # both checked before any computation
