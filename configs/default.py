@@ -11,7 +11,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.dataset = "mnist1d"  # mnist1d | digits | synthetic | tfds:<name>
+  c.dataset = "mnist1d"  # mnist1d | digits | synthetic | clips | clip_frames | tfds:<name>
   c.data_dir = ""  # TFDS data directory ("" = TFDS's default)
   c.cache_dir = ""  # where generated datasets are cached ("" = $JAXDYN_CACHE or ~/.cache/jaxdyn)
   c.augment = ""  # training-batch augmentation: "" (none) | crop_flip | flip (jaxdyn.data.AUGMENTATIONS)

@@ -10,13 +10,16 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
 - `jaxdyn.sparsity`: sparse training (GraNet, GMP, SET, RigL), polarization sub-networks, NUPES.
 - `jaxdyn.attention`: attention patterns (causal, window, sink, block-sparse) and a Pallas block-sparse
   flash-attention kernel for LongGen's hybrid stacks (Ge et al., 2024).
+- `jaxdyn.memory`: Mesa 8-bit activation residuals, MEMO-style offload / recompute plans, frozen-spatial
+  ViViT training.
 - `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
 """
 
 import importlib
 import importlib.metadata
 
-FAMILIES = ("attention", "bayes", "calibration", "data", "dynamics", "models", "regularization", "snn", "sparsity")
+FAMILIES = ("attention", "bayes", "calibration", "data", "dynamics", "memory", "models", "regularization", "snn",
+            "sparsity")
 
 try:
   __version__ = importlib.metadata.version("jaxdyn")

@@ -1,6 +1,7 @@
 """Datasets and grain input pipelines.
 
-``load_dataset(name)`` gives train and eval sources (``mnist1d``, ``digits``, ``synthetic`` offline;
+``load_dataset(name)`` gives train and eval sources (``mnist1d``, ``digits``, ``synthetic``, the synthetic
+action ``clips`` and their ``clip_frames`` offline;
 ``tfds:<name>`` through ``tfds.data_source``); ``train_pipeline`` turns a source into a seeded,
 per-process-sharded stream of batches, optionally augmented (``random_crop_flip``, the standard CIFAR
 crop and flip).

@@ -131,6 +131,26 @@ def _synthetic(cache_dir: pathlib.Path) -> Dataset:
   return Dataset("synthetic", ArraySource(x[:3200], y[:3200]), ArraySource(x[3200:], y[3200:]), (32,), 10)
 
 
+def _clips(cache_dir: pathlib.Path) -> Dataset:
+  """Synthetic action clips (``jaxdyn.data._clips``): a digit moving in one of 8 directions, x (8, 16, 16, 1)."""
+  del cache_dir  # generated from fixed seeds in well under a second
+  from jaxdyn.data import _clips as c  # pylint: disable=g-import-not-at-top
+
+  tr, te = (c.make_clips(n, seed=s) for n, s in zip((c.NUM_TRAIN, c.NUM_EVAL), c.CLIP_SEEDS))
+  return Dataset("clips", ArraySource(tr["x"], tr["y"]), ArraySource(te["x"], te["y"]),
+                 tr["x"].shape[1:], len(c.DIRECTIONS))
+
+
+def _clip_frames(cache_dir: pathlib.Path) -> Dataset:
+  """Single frames of the clips' generator labelled by the digit's cell on a 4 x 4 grid (frame pre-training)."""
+  del cache_dir
+  from jaxdyn.data import _clips as c  # pylint: disable=g-import-not-at-top
+
+  tr, te = (c.make_frames(n, seed=s) for n, s in zip((c.NUM_TRAIN, c.NUM_EVAL), c.FRAME_SEEDS))
+  return Dataset("clip_frames", ArraySource(tr["x"], tr["y"]), ArraySource(te["x"], te["y"]),
+                 tr["x"].shape[1:], c.GRID * c.GRID)
+
+
 @dataclasses.dataclass(frozen=True)
 class TfdsSource:
   """A TFDS ``data_source`` mapped to ``{"x": float32 in [0, 1], "y": int32}`` records."""
@@ -177,7 +197,7 @@ def _tfds(name: str, data_dir: str | None) -> Dataset:
 
 
 _BUILTIN = {"mnist1d": _mnist1d, "mnist1d_random_labels": _mnist1d_random_labels, "digits": _digits,
-            "synthetic": _synthetic}
+            "synthetic": _synthetic, "clips": _clips, "clip_frames": _clip_frames}
 DATASETS: Sequence[str] = tuple(sorted(_BUILTIN)) + tuple(f"tfds:{n}" for n in sorted(_TFDS_CLASSES))
 
 
@@ -191,7 +211,8 @@ def load_dataset(name: str, *, cache_dir: str | os.PathLike | None = None, data_
   """Loads the named dataset.
 
   Args:
-    name: one of ``DATASETS``: ``mnist1d``, ``digits``, ``synthetic`` (all offline) or ``tfds:<name>``
+    name: one of ``DATASETS``: ``mnist1d``, ``digits``, ``synthetic``, ``clips`` (videos
+      ``(8, 16, 16, 1)``), ``clip_frames`` (all offline) or ``tfds:<name>``
       (mnist, fashion_mnist, cifar10, cifar100, svhn_cropped), read with ``tfds.data_source``.
     cache_dir: where generated datasets are cached (default :func:`default_cache_dir`).
     data_dir: TFDS data directory (default: TFDS's own default).

@@ -16,6 +16,7 @@ from jaxdyn.models._resnet import ResNet, ResNet18, ResNet50
 from jaxdyn.models._transformer import (KVCache, LayerKVCache, Transformer, causal_attention, generate,
                                         token_log_probs)
 from jaxdyn.models._vit import ViT
+from jaxdyn.models._vivit import ViViT
 
 __all__ = [
     "CNN",
@@ -32,6 +33,7 @@ __all__ = [
     "ResNet50",
     "Transformer",
     "ViT",
+    "ViViT",
     "causal_attention",
     "conv2d",
     "conv_lowering",

@@ -69,6 +69,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
+from jax.ad_checkpoint import checkpoint_name
 
 from jaxdyn import _validation
 from jaxdyn.models._base import is_training
@@ -76,6 +77,13 @@ from jaxdyn.models._base import is_training
 AttentionFn = Callable[..., jax.Array]
 NORMS = ("rmsnorm", "layernorm")
 MLPS = ("swiglu", "gelu")
+# The activations each block tags with `jax.ad_checkpoint.checkpoint_name`, in the order it computes them
+# (a `jax.checkpoint` policy of `Transformer.features(..., remat=...)` saves, offloads or recomputes them):
+# attn_in = norm1(x), q and k after RoPE, v, attn_out (the attention function's output, before the output
+# projection), resid_mid = x + proj(attn_out) (the residual stream between the two halves), mlp_in =
+# norm2(resid_mid), mlp_up (the up projection: gate and value for SwiGLU), mlp_hidden (the input of the
+# down projection). The block's input is an argument of the checkpointed block, so it is always saved.
+ACTIVATION_NAMES = ("attn_in", "q", "k", "v", "attn_out", "resid_mid", "mlp_in", "mlp_up", "mlp_hidden")
 
 
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_positions: jax.Array,
@@ -217,6 +225,61 @@ def _dropout(x, rate, key):
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
+def _tag(x, name, split):
+  """``checkpoint_name(x, name)``; for a name in a token split, its chunks' leading tokens apart.
+
+  ``split`` is None or ``(names, chunks, head)``: the sequence axis (axis 1) is viewed as ``chunks``
+  contiguous chunks (the shards of a sequence-sharded array, so the split is local to each shard) and
+  the first ``head`` tokens of every chunk are tagged ``name + "_head"``, the rest ``name + "_tail"``.
+  The value is unchanged (the two parts are concatenated back).
+  """
+  if split is None or name not in split[0]:
+    return checkpoint_name(x, name)
+  _, chunks, head = split
+  b, t = x.shape[:2]
+  if head == 0:
+    return checkpoint_name(x, name + "_tail")
+  if head == t // chunks:
+    return checkpoint_name(x, name + "_head")
+  y = x.reshape(b, chunks, t // chunks, *x.shape[2:])
+  y = jnp.concatenate([checkpoint_name(y[:, :, :head], name + "_head"),
+                       checkpoint_name(y[:, :, head:], name + "_tail")], axis=2)
+  return y.reshape(x.shape)
+
+
+def _remat_entries(remat, depth, seq):
+  """``remat`` as ``depth`` entries ``None | (policy, split)`` (see `Transformer.features`), checked."""
+  if remat is None:
+    return (None,) * depth
+  if not isinstance(remat, Sequence) or isinstance(remat, str) or len(remat) != depth:
+    raise ValueError(f"remat: must be None or a sequence of depth={depth} entries (None, a jax.checkpoint "
+                     f"policy, or a layer plan with .policy and .token_split), got {remat!r}")
+  entries = []
+  for entry in remat:
+    if entry is None:
+      entries.append(None)
+      continue
+    if hasattr(entry, "policy"):
+      policy, split = entry.policy, getattr(entry, "token_split", None)
+    else:
+      policy, split = entry, None
+    if policy is not None and not callable(policy):
+      raise TypeError(f"remat: a layer's policy must be a jax.checkpoint policy (callable) or None, got "
+                      f"{type(policy).__name__}")
+    if split is not None:
+      names, chunks, head = split
+      unknown = sorted(set(names) - set(ACTIVATION_NAMES))
+      if unknown:
+        raise ValueError(f"remat: token_split names must be among {ACTIVATION_NAMES}, got {unknown}")
+      chunks = _validation.check_int("remat", chunks, lower=1)
+      if seq % chunks:
+        raise ValueError(f"remat: token_split chunks={chunks} must divide the sequence length {seq}")
+      head = _validation.check_int("remat", head, lower=0, upper=seq // chunks)
+      split = (tuple(names), chunks, head)
+    entries.append((policy, split))
+  return tuple(entries)
+
+
 class _Block(nnx.Module):
   """Pre-norm block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``."""
 
@@ -232,15 +295,18 @@ class _Block(nnx.Module):
     self.up = nnx.Linear(dim, (2 if mlp == "swiglu" else 1) * hidden, use_bias=False, rngs=rngs)
     self.down = nnx.Linear(hidden, dim, use_bias=False, rngs=rngs)
 
-  def __call__(self, x, positions, *, cache=None, dropout=None, contiguous=False):
+  def __call__(self, x, positions, *, cache=None, dropout=None, contiguous=False, split=None):
     """``dropout`` is ``(rate, key)`` or None; returns the new residual stream and the written cache.
 
     ``contiguous``: ``positions`` is ``0 .. seq-1`` (then, without a cache, the attention function's
-    ``contiguous`` form runs if it has one).
+    ``contiguous`` form runs if it has one). ``split``: the token split of the named activations
+    (`_tag`); the names (`ACTIVATION_NAMES`) only matter under ``jax.checkpoint``.
     """
     b, t, _ = x.shape
-    q, k, v = jnp.split(self.qkv(self.norm1(x)).reshape(b, t, 3 * self.num_heads, self.head_dim), 3, axis=2)
+    h_in = _tag(self.norm1(x), "attn_in", split)
+    q, k, v = jnp.split(self.qkv(h_in).reshape(b, t, 3 * self.num_heads, self.head_dim), 3, axis=2)
     q, k = rope(q, positions, base=self.rope_base), rope(k, positions, base=self.rope_base)
+    q, k, v = _tag(q, "q", split), _tag(k, "k", split), _tag(v, "v", split)
     if cache is None:
       keys, values, k_pos = k, v, positions
     else:
@@ -253,20 +319,31 @@ class _Block(nnx.Module):
       a = whole(q, keys, values)
     else:
       a = self.attention_fn(q, keys, values, q_positions=positions, k_positions=k_pos)
+    a = _tag(a, "attn_out", split)
     a = self.proj(a.reshape(b, t, self.num_heads * self.head_dim))
     if dropout is not None:
       a = _dropout(a, dropout[0], jax.random.fold_in(dropout[1], 0))
-    x = x + a
-    h = self.up(self.norm2(x))
+    x = _tag(x + a, "resid_mid", split)
+    h = _tag(self.up(_tag(self.norm2(x), "mlp_in", split)), "mlp_up", split)
     if self.mlp == "swiglu":
       gate, h = jnp.split(h, 2, axis=-1)
       h = nnx.silu(gate) * h
     else:
       h = nnx.gelu(h)
-    h = self.down(h)
+    h = self.down(_tag(h, "mlp_hidden", split))
     if dropout is not None:
       h = _dropout(h, dropout[0], jax.random.fold_in(dropout[1], 1))
     return x + h, cache
+
+
+def _checkpointed_block(blk, x, positions, dropout, contiguous, policy, split):
+  """One block under ``jax.checkpoint(policy)``: its named activations are saved, offloaded or recomputed."""
+  rate = None if dropout is None else dropout[0]
+
+  def run(x, positions, key):
+    return blk(x, positions, dropout=None if key is None else (rate, key), contiguous=contiguous, split=split)[0]
+
+  return jax.checkpoint(run, policy=policy)(x, positions, None if dropout is None else dropout[1])
 
 
 class Transformer(nnx.Module):
@@ -373,12 +450,21 @@ class Transformer(nnx.Module):
     return _validation.nan_unless(ok[..., None], table[jnp.clip(tokens, 0, self.vocab_size - 1)])
 
   def features(self, tokens: jax.Array, *, positions: jax.Array | None = None, train: bool | None = None,
-               key: jax.Array | None = None) -> jax.Array:
+               key: jax.Array | None = None, remat: Sequence[Any] | None = None) -> jax.Array:
     """The final-normed hidden states ``(batch, seq, dim)`` of ``tokens`` at ``positions``.
 
     ``positions`` (``(seq,)`` integers, default ``0 .. seq-1``) are the absolute positions RoPE and the
     attention functions see; shifting them all by a constant leaves the output unchanged up to float
     rounding of the rotation angles (RoPE is relative).
+
+    ``remat`` (default None: no block is checkpointed) runs blocks under ``jax.checkpoint``, one entry per
+    block: None (the block runs plainly and its backward keeps whatever autodiff saves), a
+    ``jax.checkpoint`` policy over the names in `ACTIVATION_NAMES`, or a layer plan, an object with
+    ``policy`` (a policy, or None for the default of ``jax.checkpoint``: save nothing) and
+    ``token_split``: None or ``(names, chunks, head)``, which tags the first ``head`` tokens of each
+    of ``chunks`` equal chunks of the sequence as ``name + "_head"`` and the rest as ``name + "_tail"``
+    for the listed names (MEMO's token-wise split, local to each shard of a sequence-sharded array;
+    `jaxdyn.memory.plan_memory` builds such plans). Values and gradients do not depend on ``remat``.
     """
     _check_tokens("tokens", tokens, self.vocab_size)
     tokens = jnp.asarray(tokens)
@@ -391,12 +477,16 @@ class Transformer(nnx.Module):
     drop = train and self.dropout_rate > 0.0
     if drop:
       _validation.check_key("key", key, why=" in training with dropout_rate > 0")
+    entries = _remat_entries(remat, self.depth, seq)
     x = self._embed(tokens)
     if drop:
       x = _dropout(x, self.dropout_rate, jax.random.fold_in(key, self.depth))
-    for i, blk in enumerate(self.blocks):
-      x, _ = blk(x, positions, dropout=(self.dropout_rate, jax.random.fold_in(key, i)) if drop else None,
-                 contiguous=contiguous)
+    for i, (blk, entry) in enumerate(zip(self.blocks, entries)):
+      dropout = (self.dropout_rate, jax.random.fold_in(key, i)) if drop else None
+      if entry is None:
+        x, _ = blk(x, positions, dropout=dropout, contiguous=contiguous)
+      else:
+        x = _checkpointed_block(blk, x, positions, dropout, contiguous, *entry)
     return self.norm(x)
 
   def apply_head(self, h: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
@@ -412,13 +502,15 @@ class Transformer(nnx.Module):
       train: bool | None = None,
       key: jax.Array | None = None,
       return_features: bool = False,
+      remat: Sequence[Any] | None = None,
   ):
     """Next-token logits ``(batch, seq, vocab_size)`` of integer ``tokens`` ``(batch, seq)``.
 
     Position ``t``'s logits predict token ``t + 1`` and depend on tokens ``0 .. t`` only (with causal
-    attention functions). With ``return_features=True`` returns ``(logits, features)``.
+    attention functions). With ``return_features=True`` returns ``(logits, features)``. ``remat``: the
+    per-block ``jax.checkpoint`` plans of `features`.
     """
-    h = self.features(tokens, positions=positions, train=train, key=key)
+    h = self.features(tokens, positions=positions, train=train, key=key, remat=remat)
     logits = self.apply_head(h)
     return (logits, h) if return_features else logits
 

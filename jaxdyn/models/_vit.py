@@ -1,4 +1,4 @@
-"""A small Vision Transformer."""
+"""A small Vision Transformer, and its Mesa variant (8-bit saved activations, ``mesa=True``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdyn import _validation
-from jaxdyn.models._base import Classifier, check_input_shape
+from jaxdyn.models._base import Classifier, check_input_shape, is_training
 from jaxdyn.models._conv import Conv2d
 
 
@@ -27,6 +27,28 @@ class _Block(nnx.Module):
     return x + self.fc2(nnx.gelu(self.fc1(self.norm2(x))))
 
 
+class _MesaBlock(nnx.Module):
+  """The pre-norm block with every saved activation in 8 bits (`jaxdyn.memory` Mesa layers)."""
+
+  def __init__(self, dim: int, num_heads: int, mlp_ratio: int, groups: int, options: dict, *, rngs: nnx.Rngs):
+    from jaxdyn.memory import _mesa  # noqa: PLC0415  (jaxdyn.memory imports jaxdyn.models)
+    self.norm1 = _mesa.MesaLayerNorm(dim, groups=groups, **options)
+    self.attn = _mesa.MesaAttention(dim, num_heads, groups=groups, rngs=rngs, **options)
+    self.norm2 = _mesa.MesaLayerNorm(dim, groups=groups, **options)
+    self.fc1 = _mesa.MesaDense(dim, dim * mlp_ratio, groups=groups, rngs=rngs, **options)
+    self.act = _mesa.MesaGELU(groups=groups, **options)
+    self.fc2 = _mesa.MesaDense(dim * mlp_ratio, dim, groups=groups, rngs=rngs, **options)
+
+  def __call__(self, x, *, train: bool, key: jax.Array | None):
+    k = [None] * 6 if key is None else [jax.random.fold_in(key, i) for i in range(6)]
+    x = x + self.attn(self.norm1(x, train=train, key=k[0]), train=train, key=k[1])
+    h = self.act(self.fc1(self.norm2(x, train=train, key=k[2]), train=train, key=k[3]), train=train, key=k[4])
+    return x + self.fc2(h, train=train, key=k[5])
+
+
+_MESA_SALT = 0x6D657361  # fold_in(key, "mesa"): the rounding key, distinct from the dropout key
+
+
 class ViT(Classifier):
   """Pre-norm Vision Transformer (Dosovitskiy et al. 2021) with a class token.
 
@@ -40,9 +62,22 @@ class ViT(Classifier):
     num_heads: attention heads; must divide ``dim``.
     mlp_ratio: hidden width of each MLP block, as a multiple of ``dim``.
     dropout_rate: dropout before the head, in [0, 1).
+    mesa: build the Mesa variant (Pan et al. 2021, https://arxiv.org/abs/2111.11124): every block's
+      LayerNorms, attention (projections, q k^T, softmax, p v), MLP dense layers and GELU, and the
+      final LayerNorm, compute exactly what the float model computes but save 8-bit activations for
+      the backward pass (`jaxdyn.memory.MesaAttention` etc.). Its attention takes q, k, v from one
+      fused projection (DeiT's layout), so its parameters are not the float ViT's. In training it
+      needs ``key``: the stochastic rounding uses ``fold_in(key, 0x6D657361)``, and dropout ``key``
+      itself; in inference it needs none and runs the plain operations.
+    mesa_groups: channel groups of the 8-bit ranges of the non-attention activations (default:
+      ``num_heads``, as DeiT-Mesa); must divide ``dim``. Attention tensors use one group per head.
+    mesa_official_compat: the authors' code's quantizer and copies (`jaxdyn.memory` Mesa's module
+      docstring lists the differences).
+    mesa_implementation: ``"jnp"`` or ``"pallas"`` (the group-wise quantize kernel).
     rngs: ``nnx.Rngs`` for initialisation.
 
-  The penultimate features are the final-normed class token.
+  The penultimate features are the final-normed class token. With ``mesa=True`` the running
+  quantization ranges are `jaxdyn.memory.MesaRange` variables, updated by each training forward pass.
   """
 
   def __init__(
@@ -57,6 +92,10 @@ class ViT(Classifier):
       num_heads: int = 4,
       mlp_ratio: int = 2,
       dropout_rate: float = 0.0,
+      mesa: bool = False,
+      mesa_groups: int | None = None,
+      mesa_official_compat: bool = False,
+      mesa_implementation: str = "jnp",
       rngs: nnx.Rngs,
   ):
     in_channels, num_classes, image_size, patch_size, dim, depth, num_heads, mlp_ratio = (
@@ -73,8 +112,20 @@ class ViT(Classifier):
     n = (image_size // p) ** 2
     self.cls = nnx.Param(jnp.zeros((1, 1, dim)))
     self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, n + 1, dim)))
-    self.blocks = nnx.List([_Block(dim, num_heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
-    self.norm = nnx.LayerNorm(dim, rngs=rngs)
+    self.mesa = bool(mesa)
+    if self.mesa:
+      from jaxdyn.memory import _mesa  # noqa: PLC0415  (jaxdyn.memory imports jaxdyn.models)
+      groups = num_heads if mesa_groups is None else _validation.check_int("mesa_groups", mesa_groups, lower=1)
+      if dim % groups or (dim * mlp_ratio) % groups:
+        raise ValueError(f"mesa_groups: must divide dim={dim}, got {mesa_groups}")
+      _validation.check_choice("mesa_implementation", mesa_implementation, _mesa.IMPLEMENTATIONS)
+      options = dict(official_compat=bool(mesa_official_compat), implementation=mesa_implementation)
+      self.blocks = nnx.List([_MesaBlock(dim, num_heads, mlp_ratio, groups, options, rngs=rngs)
+                              for _ in range(depth)])
+      self.norm = _mesa.MesaLayerNorm(dim, groups=groups, **options)
+    else:
+      self.blocks = nnx.List([_Block(dim, num_heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
+      self.norm = nnx.LayerNorm(dim, rngs=rngs)
     self.head = nnx.Linear(dim, num_classes, rngs=rngs)
     self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
 
@@ -82,12 +133,39 @@ class ViT(Classifier):
     check_input_shape(x, self.input_shape, "square images")
 
   def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
+    """The final-normed class token. With ``mesa=True`` and in training, ``key`` draws the rounding."""
+    if self.mesa:
+      train = is_training(self, train)
+      if train:
+        _validation.check_key("key", key, why=" in training with mesa=True (stochastic rounding)")
+      return self._features(x, train=train, key=key if train else None)
     del train, key  # no dropout or normalisation statistics in the trunk
+    return self._features(x, train=False, key=None)
+
+  def __call__(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None,
+               return_features: bool = False):
+    if not self.mesa:
+      return super().__call__(x, train=train, key=key, return_features=return_features)
+    self.check_input(x)
+    train = is_training(self, train)
+    if train:
+      _validation.check_key("key", key, why=" in training with mesa=True (stochastic rounding)")
+    h = self.features(x, train=train, key=jax.random.fold_in(key, _MESA_SALT) if train else None)
+    logits = self.apply_head(h, train=train, key=key)
+    return (logits, h) if return_features else logits
+
+  def _features(self, x, *, train: bool, key: jax.Array | None) -> jax.Array:
     t = self.patch(x)
     b = t.shape[0]
     t = t.reshape(b, t.shape[1] * t.shape[2], t.shape[-1])  # explicit: -1 is undefined for an empty batch
     cls = jnp.broadcast_to(self.cls[...], (b, 1, t.shape[-1]))
     t = jnp.concatenate([cls, t], axis=1) + self.pos[...]
-    for blk in self.blocks:
-      t = blk(t)
-    return self.norm(t[:, 0])
+    if not self.mesa:
+      for blk in self.blocks:
+        t = blk(t)
+      return self.norm(t[:, 0])
+    keys = [None] * (len(self.blocks) + 1) if key is None else [
+        jax.random.fold_in(key, i) for i in range(len(self.blocks) + 1)]
+    for blk, k in zip(self.blocks, keys):
+      t = blk(t, train=train, key=k)
+    return self.norm(t[:, 0], train=train, key=keys[-1])

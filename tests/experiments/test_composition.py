@@ -38,7 +38,7 @@ from experiments.config_schema import ConfigError
 from experiments.train import build, train_and_evaluate
 from jaxdyn.data import load_dataset, train_pipeline
 
-DATASETS = ("mnist1d", "digits")  # 1-D signals, then small images: the first one a model fits is used
+DATASETS = ("mnist1d", "digits", "clips")  # 1-D signals, small images, clips: the first one a model fits is used
 
 
 def _pieces(kind):

@@ -21,11 +21,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdyn import bayes, sparsity
+import jaxdyn
+from jaxdyn import bayes, memory, sparsity
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-FAMILIES = ("jaxdyn.bayes", "jaxdyn.calibration", "jaxdyn.regularization", "jaxdyn.models", "jaxdyn.data",
-            "jaxdyn.sparsity")
+FAMILIES = tuple(f"jaxdyn.{f}" for f in jaxdyn.FAMILIES)
 
 
 def _params(dtype=jnp.float32):
@@ -36,7 +36,8 @@ def _params(dtype=jnp.float32):
           "kernel_mu": jnp.where(mask, 0.1 * jax.random.normal(k2, (8, 16)), 0.0).astype(dtype),
           "kernel_rho": jnp.where(mask, -5.0, 0.0).astype(dtype),
           "bias": jnp.zeros((16,), dtype),
-      }
+      },
+      "head": {"kernel": (0.1 * jax.random.normal(k1, (16, 4))).astype(dtype)},
   }
 
 
@@ -64,6 +65,9 @@ TRANSFORMS = {
     "granet": (lambda **kw: sparsity.granet(optax.sgd(0.1, momentum=0.9), **kw),
                {"schedule": sparsity.PruningSchedule(final_density=0.2, end_step=8, update_every=2)}, None, None),
 }
+# Frozen sub-tree (frozen-spatial ViViT): the "head" leaves get zero updates and no state.
+TRANSFORMS["freeze_spatial"] = (lambda **kw: memory.freeze_spatial(optax.adam(1e-2), **kw), {"prefix": "head"},
+                                None, None)
 SPARSE = ("static_sparse", "gmp", "rigl", "set_sparse", "granet")
 
 
@@ -122,6 +126,11 @@ def test_inside_chain_and_multisteps(name):
       for x, m in zip(jax.tree.leaves(pp), jax.tree.leaves(masks)):
         if m.ndim:
           np.testing.assert_array_equal(np.asarray(x)[~np.asarray(m)], 0.0)
+    return
+  if name == "freeze_spatial":  # the frozen sub-tree is bit-identical through both wrappers, the rest trains
+    for pp in (p, p2):
+      np.testing.assert_array_equal(pp["head"]["kernel"], params["head"]["kernel"])
+      assert not np.array_equal(pp["dense"]["kernel_mu"], params["dense"]["kernel_mu"])
     return
   for pp in (p, p2):
     inactive = params["dense"]["kernel_rho"] == 0

@@ -117,6 +117,21 @@ SPECS += [
                          "padding": "a string or explicit pairs, checked by the conv tests",
                          "backend": "a platform name, checked by a Case"}),
 ]
+case(f"{MOD}.ViViT", "x", st.integers(1, 6).filter(lambda n: n != 2))(lambda n: fn(f"{MOD}.ViViT")(  # frames
+    1, C, num_frames=2, image_size=8, dim=8, spatial_depth=1, temporal_depth=1, num_heads=2, rngs=nnx.Rngs(0))(
+        np.ones((B, n, 8, 8, 1), np.float32)))
+case(f"{MOD}.ViViT", "frame_classes", bad_count)(lambda v: fn(f"{MOD}.ViViT")(1, C, frame_classes=v, rngs=nnx.Rngs(0)))
+case(f"{MOD}.ViViT", "temporal_pos_std", st.one_of(st.floats(max_value=-1e-6), st.just(math.nan)))(
+    lambda v: fn(f"{MOD}.ViViT")(1, C, temporal_pos_std=v, rngs=nnx.Rngs(0)))
+CLIPS = np.asarray(jax.random.uniform(jax.random.key(4), (B, 2, 8, 8, 1)))
+SPECS.append(Spec(f"{MOD}.ViViT", dict(x=CLIPS, dim=8, adapter_dim=4, temporal_pos_std=1.0, dropout_rate=0.1),
+                  call=_forward("ViViT", 1, C, num_frames=2, image_size=8, spatial_depth=1, temporal_depth=1,
+                                num_heads=2),
+                  floats=("x",), batch=("x",), empty=_EMPTY,
+                  numbers=("dim", "adapter_dim", "temporal_pos_std", "dropout_rate"),
+                  not_applicable={n: _SIZES for n in ("in_channels", "num_classes", "num_frames", "image_size",
+                                                      "patch_size", "spatial_depth", "temporal_depth",
+                                                      "num_heads", "mlp_ratio", "frame_classes")}))
 for _name in ("ResNet18", "ResNet50"):
   SPECS.append(Spec(f"{MOD}.{_name}", dict(x=IMAGES, width=2),
                     call=_forward(_name, 3, C, stage_sizes=(1,)), floats=("x",), batch=("x",), empty=_EMPTY,
