@@ -235,6 +235,17 @@ def _check_model(model):
     raise TypeError(f"model: must be a jaxdyn.models.Transformer, got {type(model).__name__}")
 
 
+def _check_step(model, seq_len, batch, seq_shards) -> tuple[int, int, int]:
+  """The model and the step's sizes, checked: ``seq_len`` a multiple of ``seq_shards``."""
+  _check_model(model)
+  seq_len = _validation.check_int("seq_len", seq_len, lower=1)
+  batch = _validation.check_int("batch", batch, lower=1)
+  seq_shards = _validation.check_int("seq_shards", seq_shards, lower=1)
+  if seq_len % seq_shards:
+    raise ValueError(f"seq_len: must be a multiple of seq_shards={seq_shards}, got {seq_len}")
+  return seq_len, batch, seq_shards
+
+
 def activation_bytes(model: Transformer, *, batch: int = 1) -> dict[str, int]:
   r"""Bytes per token of each named activation of one block (`ACTIVATION_NAMES`), for ``batch`` sequences.
 
@@ -474,12 +485,7 @@ def plan_memory(model: Transformer, *, seq_len: int, device_budget: float, profi
   Raises:
     ValueError: naming ``device_budget`` when even recomputing every name does not fit.
   """
-  _check_model(model)
-  seq_len = _validation.check_int("seq_len", seq_len, lower=1)
-  batch = _validation.check_int("batch", batch, lower=1)
-  seq_shards = _validation.check_int("seq_shards", seq_shards, lower=1)
-  if seq_len % seq_shards:
-    raise ValueError(f"seq_len: must be a multiple of seq_shards={seq_shards}, got {seq_len}")
+  seq_len, batch, seq_shards = _check_step(model, seq_len, batch, seq_shards)
   device_budget = _validation.check_real("device_budget", device_budget, lower=0.0, lower_open=True, finite=False)
   host_budget = _validation.check_real("host_budget", host_budget, lower=0.0, finite=False)
   if host_bandwidth is not None:
@@ -589,12 +595,7 @@ def step_memory(model: Transformer, *, seq_len: int, batch: int = 1, seq_shards:
   Returns:
     ``{"temp", "argument", "output", "host_temp"}`` bytes per device.
   """
-  _check_model(model)
-  seq_len = _validation.check_int("seq_len", seq_len, lower=1)
-  batch = _validation.check_int("batch", batch, lower=1)
-  seq_shards = _validation.check_int("seq_shards", seq_shards, lower=1)
-  if seq_len % seq_shards:
-    raise ValueError(f"seq_len: must be a multiple of seq_shards={seq_shards}, got {seq_len}")
+  seq_len, batch, seq_shards = _check_step(model, seq_len, batch, seq_shards)
   if plan is not None:
     if not isinstance(plan, MemoryPlan):
       raise TypeError(f"plan: must be a MemoryPlan (plan_memory) or None, got {type(plan).__name__}")
@@ -638,12 +639,7 @@ def profile_step(model: Transformer, *, seq_len: int, batch: int = 1, seq_shards
   Returns:
     A `StepProfile`.
   """
-  _check_model(model)
-  seq_len = _validation.check_int("seq_len", seq_len, lower=1)
-  batch = _validation.check_int("batch", batch, lower=1)
-  seq_shards = _validation.check_int("seq_shards", seq_shards, lower=1)
-  if seq_len % seq_shards:
-    raise ValueError(f"seq_len: must be a multiple of seq_shards={seq_shards}, got {seq_len}")
+  seq_len, batch, seq_shards = _check_step(model, seq_len, batch, seq_shards)
   tokens = seq_len // seq_shards
   nothing = jax.checkpoint_policies.nothing_saveable
   temp = {}
