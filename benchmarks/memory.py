@@ -19,6 +19,14 @@ XLA:CPU undoes ``jax.checkpoint`` unless its ``cse_barrier_expander`` pass is of
 (1.000x); this script turns the pass off before JAX starts (`jaxdyn.memory.CPU_REMAT_XLA_FLAG`). Mesa's
 figures are the same with and without it (--small: temp 0.472x either way).
 
+Measured here (2 cores, 2026-12-01, 16 x 16 inputs, patch 4, width 64, depth 4, 4 heads, with the
+flag; other jobs were running): batch 128: Mesa temp 0.282x the float step (80 vs 284 MiB), time
+0.94x; remat 0.342x, 0.95x. Batch 512: mesa_temp_ratio 0.283 (322 vs 1,136 MiB), mesa_time_ratio
+0.815; remat 0.342x, 0.91x. Mesa is not faster than the float step by itself: the float ViT's
+attention is flax's ``MultiHeadAttention``, slower here than Mesa's fused one (``--small``, batch 32:
+Mesa 1.2-1.45x the float step's time). The Pallas quantize kernel was not timed on a GPU (none was
+lent to this work).
+
 Run: .venv/bin/python benchmarks/memory.py [--small] (the last line is machine-readable).
 """
 
