@@ -104,7 +104,11 @@ def _std(xs):
 
 
 def _fmt(xs):
-  if any(x == float("inf") for x in xs):
+  """Mean ± std over seeds; "—" for a value that an arm does not have (NaN in every seed); the seeds'
+  values one by one when some are infinite ("never") or NaN (the statistics module fails on NaN)."""
+  if all(x != x for x in xs):
+    return "—"
+  if any(x == float("inf") or x != x for x in xs):
     return " / ".join("never" if x == float("inf") else f"{x:.4g}" for x in xs)
   sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
   return f"{statistics.fmean(xs):.4g} ± {sd:.2g}"

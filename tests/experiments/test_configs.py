@@ -93,6 +93,14 @@ def test_report_sections_are_replaced_in_place(tmp_path):
   assert "A2" in text and "A1" not in text and "B1" in text and text.index("A2") < text.index("B1")
 
 
+def test_report_cells():
+  nan, inf = float("nan"), float("inf")
+  assert repro._fmt([1.0, 3.0]) == "2 ± 1.4"
+  assert repro._fmt([nan, nan, nan]) == "—"  # a column that this arm does not have
+  assert repro._fmt([1.0, nan]) == "1 / nan"
+  assert repro._fmt([1.0, inf]) == "1 / never"
+
+
 def test_expectations():
   means = {"x": 0.9, "y": 0.7}
   assert claims_lib.Expect("greater", "x", "y", 0.1).holds(means)
