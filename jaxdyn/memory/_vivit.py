@@ -18,6 +18,9 @@ frame representations and the temporal transformer. The pieces here:
 - `init_from_image_model(params, image_params)`: the spatial transformer from an image model (a `ViT`
   trained on single frames), and the temporal transformer initialised from the same image model's
   blocks (below) instead of at random.
+- `init_from_short_clip_model(params, short_params)`: the two-stage reading (below): a long-clip ViViT
+  initialised from a ViViT trained end to end on short clips, its temporal position embeddings
+  resized by `resize_temporal_positions`.
 
 How the temporal transformer is initialised: the paper's text beyond its abstract was not available
 when this was written (only "appropriately initializing the temporal transformer" was); this module
@@ -28,6 +31,14 @@ closest to the final-normed class tokens the temporal transformer reads) or bloc
 temporal class token, position embeddings and the head stay freshly initialised. The adapter
 (`jaxdyn.models._vivit.Adapter`) is a residual bottleneck, the identity at initialisation, so at step 0
 the frozen model's temporal stack sees exactly the pretrained frame tokens.
+
+A second reading, the two-stage scheme (`init_from_short_clip_model`), follows a third-party study
+note on the paper (github.com/bobochow/Study-notes, ``SFA-ViViT.md``; unverified against the paper's
+body): stage 1 trains the whole ViViT (spatial from the image model) end to end on clips of FEW
+frames (8 there); stage 2 starts from stage 1's spatial AND temporal transformers, freezes the
+spatial one, adds the adapter after it, and fine-tunes adapter + temporal transformer on clips of
+MANY frames (128 there). "Appropriately initializing the temporal transformer" is then initialising
+it from the short-clip video model.
 
 References:
   Gowda, Arnab & Huang, "Optimizing ViViT Training: Time and Memory Reduction for Action Recognition",
@@ -42,11 +53,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxdyn import _validation
 
-__all__ = ["freeze_spatial", "init_from_image_model", "spatial_labels"]
+__all__ = ["freeze_spatial", "init_from_image_model", "init_from_short_clip_model",
+           "resize_temporal_positions", "spatial_labels"]
 
 FROZEN, TRAINABLE = "frozen", "trainable"
 
@@ -212,16 +225,155 @@ def init_from_image_model(params: Mapping[str, Any], image_params: Mapping[str, 
   return out
 
 
+def resize_temporal_positions(pos: Any, num_frames: int) -> jax.Array:
+  """Temporal position embeddings ``(1, 1 + T, d)`` resized to ``(1, 1 + num_frames, d)``, linearly along frames.
+
+  Entry 0 (the temporal class token's position) is kept as is; the ``T`` frame positions are
+  sampled at ``num_frames`` evenly spaced points of the same span, first to first and last to last
+  (``align_corners``):
+
+  .. math::  c_j = j\,\frac{T - 1}{T' - 1},\qquad
+     p'_{1 + j} = (1 - (c_j - \lfloor c_j \rfloor))\, p_{1 + \lfloor c_j \rfloor}
+     + (c_j - \lfloor c_j \rfloor)\, p_{1 + \min(\lfloor c_j \rfloor + 1,\, T - 1)}
+
+  for ``j = 0 .. T' - 1`` (``T' = num_frames``; ``c_j = 0`` when ``T' = 1``, and every new position
+  is ``p_1`` when ``T = 1``). Resizing to ``T`` itself is the identity (bit for bit), and a ramp
+  linear in the frame index stays one (the same first and last values). The usual way a ViViT /
+  TimeSformer reuses learned temporal positions at another clip length (Bertasius et al. 2021,
+  https://arxiv.org/abs/2102.05095, interpolate them; Arnab et al. 2021,
+  https://arxiv.org/abs/2103.15691).
+
+  Args:
+    pos: the embeddings, shape ``(1, 1 + T, d)`` with ``T >= 1`` (a `jaxdyn.models.ViViT`'s
+      ``temporal_pos``), floating and finite.
+    num_frames: the new number of frames ``T' >= 1``.
+
+  Returns:
+    A new array of shape ``(1, 1 + num_frames, d)`` and ``pos``'s dtype.
+
+  Raises:
+    ValueError: a wrong shape, a non-finite entry, or ``num_frames < 1``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> pos = jnp.array([[[9.0], [0.0], [3.0]]])  # class position 9, frames 0 and 3
+    >>> resize_temporal_positions(pos, 4)[0, :, 0].tolist()
+    [9.0, 0.0, 1.0, 2.0, 3.0]
+  """
+  num_frames = _validation.check_int("num_frames", num_frames, lower=1)
+  pos = jnp.asarray(pos)
+  if pos.ndim != 3 or pos.shape[0] != 1 or pos.shape[1] < 2:
+    raise ValueError(f"pos: must have shape (1, 1 + frames, dim) with frames >= 1, got {pos.shape}")
+  if not jnp.issubdtype(pos.dtype, jnp.floating):
+    raise ValueError(f"pos: must be floating, got dtype {pos.dtype}")
+  _validation.check_finite("pos", pos)
+  t = pos.shape[1] - 1
+  if t == num_frames:
+    return jnp.array(pos, copy=True)
+  c = np.arange(num_frames) * ((t - 1) / (num_frames - 1)) if num_frames > 1 else np.zeros(1)
+  lo = np.minimum(np.floor(c).astype(np.int64), t - 1)
+  hi = np.minimum(lo + 1, t - 1)
+  w = jnp.asarray((c - lo)[None, :, None], pos.dtype)
+  frames = pos[:, 1:]
+  resized = (1 - w) * frames[:, lo] + w * frames[:, hi]
+  return jnp.concatenate([pos[:, :1], resized.astype(pos.dtype)], axis=1)
+
+
+# What `init_from_short_clip_model` copies: the whole spatial transformer, the temporal transformer, the head.
+_SHORT_COPIED = ("spatial", "temporal_cls", "temporal_blocks", "temporal_norm", "head")
+
+
+def init_from_short_clip_model(params: Mapping[str, Any], short_params: Mapping[str, Any]) -> dict[str, Any]:
+  """A long-clip ViViT's parameters initialised from a ViViT trained on shorter clips (stage 2 of two).
+
+  .. math::  \theta_{\text{spatial}} \leftarrow \theta^{\text{short}}_{\text{spatial}},\quad
+     \theta_{\text{temporal}} \leftarrow \theta^{\text{short}}_{\text{temporal}},\quad
+     \theta_{\text{head}} \leftarrow \theta^{\text{short}}_{\text{head}},\quad
+     p_{\text{temporal}} \leftarrow \mathrm{resize}(p^{\text{short}}_{\text{temporal}}, T)
+
+  Copied from ``short_params``: ``spatial`` (the whole spatial `ViT`), ``temporal_cls``,
+  ``temporal_blocks``, ``temporal_norm`` and ``head``; ``temporal_pos`` is resized from the short
+  model's ``T_s`` frames to ``params``' ``T`` by `resize_temporal_positions`. ``params``' adapter (the
+  identity at initialisation, if any) and anything else are kept; an adapter of the short model is
+  not copied. With ``T = T_s`` and an identity adapter the new model computes the short model's
+  logits exactly.
+
+  Where each detail comes from:
+
+  - Freezing the spatial transformer, a compact adapter after it, and "appropriately initializing
+    the temporal transformer": the paper's abstract (Gowda, Arnab & Huang 2023).
+  - That the initialisation is two-stage (stage 1: the whole ViViT trained end to end on few-frame
+    clips; stage 2: its spatial and temporal transformers reused, spatial frozen, adapter added,
+    adapter + temporal fine-tuned on many-frame clips): a third-party study note
+    (github.com/bobochow/Study-notes, ``SFA-ViViT.md``), not checked against the paper's body, which
+    was not available.
+  - Copying the temporal class token, final norm and head with the blocks, resizing the position
+    embeddings by linear interpolation with aligned end points, keeping the class position, and
+    leaving the adapter as created: this module's choices (the note does not say).
+
+  Args:
+    params: the long-clip ViViT's parameters as a pure dict
+      (``nnx.to_pure_dict(nnx.state(model, nnx.Param))``).
+    short_params: the short-clip ViViT's, same architecture (widths, depths, heads, patch size,
+      number of classes) but any number of frames.
+
+  Returns:
+    A new pure dict; the copied leaves have buffers of their own (a jitted step donates them) and
+    the inputs are not modified. Put it into the model with
+    ``nnx.replace_by_pure_dict(state, new); nnx.update(model, state)``.
+
+  Raises:
+    ValueError: a missing sub-tree, or a structure or shape that differs (temporal positions aside).
+
+  Example:
+    >>> from flax import nnx
+    >>> from jaxdyn.models import ViViT
+    >>> kw = dict(image_size=8, dim=16, num_heads=2, spatial_depth=1, temporal_depth=1)
+    >>> short = ViViT(1, 8, num_frames=2, **kw, rngs=nnx.Rngs(0))
+    >>> long = ViViT(1, 8, num_frames=4, adapter_dim=4, freeze_spatial=True, **kw, rngs=nnx.Rngs(1))
+    >>> state = nnx.state(long, nnx.Param)
+    >>> new = init_from_short_clip_model(nnx.to_pure_dict(state), nnx.to_pure_dict(nnx.state(short, nnx.Param)))
+    >>> nnx.replace_by_pure_dict(state, new); nnx.update(long, state)
+    >>> long.temporal_pos.shape, bool((long.head.kernel[...] == short.head.kernel[...]).all())
+    ((1, 5, 16), True)
+
+  References:
+    Gowda, Arnab & Huang, "Optimizing ViViT Training", 2023, https://arxiv.org/abs/2306.04822.
+    Study note: https://github.com/bobochow/Study-notes (``SFA-ViViT.md``), third-party, unverified.
+  """
+  for name, tree in (("params", params), ("short_params", short_params)):
+    if not isinstance(tree, Mapping):
+      raise TypeError(f"{name}: must be a pure dict of parameters, got {type(tree).__name__}")
+    for k in (*_SHORT_COPIED, "temporal_pos"):
+      if k not in tree:
+        raise ValueError(f"{name}: has no {k!r} sub-tree (a jaxdyn.models.ViViT's parameters); got {sorted(tree)}")
+  pos, short_pos = jnp.asarray(params["temporal_pos"]), jnp.asarray(short_params["temporal_pos"])
+  if pos.ndim != 3 or pos.shape[0] != 1 or pos.shape[1] < 2:
+    raise ValueError(f"params: temporal_pos must have shape (1, 1 + frames, dim), got {pos.shape}")
+  if short_pos.ndim != 3 or short_pos.shape[0] != 1 or short_pos.shape[1] < 2 or short_pos.shape[2] != pos.shape[2]:
+    raise ValueError(f"short_params: temporal_pos must have shape (1, 1 + frames, {pos.shape[2]}) (the width of "
+                     f"params'), got {short_pos.shape}")
+  for k in _SHORT_COPIED:
+    _check_same_tree("short_params", short_params[k], params[k], "params", sub=repr(k))
+  out = dict(params)
+  for k in _SHORT_COPIED:
+    out[k] = _fresh(short_params[k])
+  out["temporal_pos"] = resize_temporal_positions(short_pos, pos.shape[1] - 1)
+  return out
+
+
 def _fresh(tree: Any) -> Any:
   """A copy with its own buffers: a leaf shared by two parameters would be donated twice by a jitted step."""
   return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
-def _check_same_tree(name_a: str, a: Any, b: Any, name_b: str) -> None:
+def _check_same_tree(name_a: str, a: Any, b: Any, name_b: str, *, sub: str = "") -> None:
+  """Raises naming ``name_a`` unless ``a`` and ``b`` have one structure and shapes (``sub``: their key, if any)."""
   sa, sb = jax.tree.structure(a), jax.tree.structure(b)
   if sa != sb:
-    raise ValueError(f"{name_a}: its structure differs from {name_b}'s ({sa} vs {sb})")
+    what = f"its {sub} sub-tree's structure differs from {name_b}'s" if sub else f"its structure differs from {name_b}'s"
+    raise ValueError(f"{name_a}: {what} ({sa} vs {sb})")
   for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
     if jnp.shape(x) != jnp.shape(y):
-      raise ValueError(f"{name_a}: {jax.tree_util.keystr(path)} has shape {jnp.shape(x)}, "
+      raise ValueError(f"{name_a}: {sub}{jax.tree_util.keystr(path)} has shape {jnp.shape(x)}, "
                        f"{name_b} {jnp.shape(y)}")

@@ -9,7 +9,8 @@ from flax import nnx
 
 from jaxdyn.data import DATASETS, load_dataset
 from jaxdyn.data import _clips
-from jaxdyn.memory import freeze_spatial, init_from_image_model, spatial_labels
+from jaxdyn.memory import (freeze_spatial, init_from_image_model, init_from_short_clip_model,
+                           resize_temporal_positions, spatial_labels)
 from jaxdyn.models import ViT, ViViT
 from jaxdyn.models._vivit import Adapter
 
@@ -17,8 +18,8 @@ ARCH = dict(image_size=8, patch_size=4, dim=16, num_heads=2, mlp_ratio=2)
 T, B, K = 4, 6, 5
 
 
-def _vivit(*, freeze=False, adapter=0, spatial_depth=2, temporal_depth=1, seed=0):
-  return ViViT(1, K, num_frames=T, spatial_depth=spatial_depth, temporal_depth=temporal_depth, adapter_dim=adapter,
+def _vivit(*, freeze=False, adapter=0, spatial_depth=2, temporal_depth=1, seed=0, frames=T):
+  return ViViT(1, K, num_frames=frames, spatial_depth=spatial_depth, temporal_depth=temporal_depth, adapter_dim=adapter,
                frame_classes=3, freeze_spatial=freeze, **ARCH, rngs=nnx.Rngs(seed))
 
 
@@ -262,3 +263,84 @@ def test_init_rejects_mismatched_models():
     init_from_image_model(params, _pure(_image_model()), init_temporal="yes")
   with pytest.raises(TypeError, match=r"^image_params: must be a pure dict"):
     init_from_image_model(params, nnx.state(_image_model(), nnx.Param).flat_state())
+
+
+# --- the two-stage initialisation (from a short-clip ViViT) -----------------------------------------
+def test_resize_temporal_positions_identity_ramp_and_class_position():
+  pos = jax.random.normal(jax.random.key(0), (1, 1 + T, 16))
+  same = resize_temporal_positions(pos, T)
+  np.testing.assert_array_equal(same, pos)
+  assert same.unsafe_buffer_pointer() != pos.unsafe_buffer_pointer()
+  # A ramp linear in the frame index (any slope per feature) stays a ramp with the same end points.
+  a, b = jax.random.normal(jax.random.key(1), (2, 16))
+  ramp = jnp.concatenate([jnp.full((1, 1, 16), 7.0), (a + b * jnp.linspace(0, 1, 4)[:, None])[None]], axis=1)
+  for n in (1, 2, 3, 4, 8, 13):
+    out = resize_temporal_positions(ramp, n)
+    assert out.shape == (1, 1 + n, 16) and out.dtype == ramp.dtype
+    np.testing.assert_array_equal(out[:, 0], ramp[:, 0])  # the class position is kept
+    want = a + b * (jnp.linspace(0, 1, n)[:, None] if n > 1 else jnp.zeros((1, 1)))
+    np.testing.assert_allclose(out[0, 1:], want, atol=1e-5)
+  # Doubling then every other frame: the original frames come back at the aligned points (0, 2, ...).
+  up = resize_temporal_positions(pos, 2 * T - 1)
+  np.testing.assert_allclose(up[:, 1::2], pos[:, 1:], atol=1e-6)
+  # One source frame: every new frame gets its position.
+  one = resize_temporal_positions(pos[:, :2], 5)
+  np.testing.assert_array_equal(one[0, 1:], jnp.broadcast_to(pos[0, 1], (5, 16)))
+  with pytest.raises(ValueError, match=r"^num_frames: "):
+    resize_temporal_positions(pos, 0)
+  with pytest.raises(ValueError, match=r"^pos: must have shape"):
+    resize_temporal_positions(pos[0], 4)
+  with pytest.raises(ValueError, match=r"^pos: must have shape"):
+    resize_temporal_positions(pos[:, :1], 4)
+  with pytest.raises(ValueError, match=r"^pos: must be finite"):
+    resize_temporal_positions(pos.at[0, 2, 3].set(jnp.nan), 6)
+  with pytest.raises(ValueError, match=r"^pos: must be floating"):
+    resize_temporal_positions(jnp.ones((1, 3, 2), jnp.int32), 6)
+
+
+def test_init_from_short_clip_model_copies_and_resizes():
+  short = _vivit(frames=2, seed=3)
+  long = _vivit(frames=2 * T, adapter=4, freeze=True)
+  params, src = _pure(long), _pure(short)
+  out = init_from_short_clip_model(params, src)
+  for k in ("spatial", "temporal_cls", "temporal_blocks", "temporal_norm", "head"):
+    for a, b in zip(jax.tree.leaves(out[k]), jax.tree.leaves(src[k]), strict=True):
+      np.testing.assert_array_equal(a, b)
+      assert a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer()
+  for a, b in zip(jax.tree.leaves(out["adapter"]), jax.tree.leaves(params["adapter"]), strict=True):
+    np.testing.assert_array_equal(a, b)  # the adapter is left as created
+  np.testing.assert_array_equal(out["temporal_pos"], resize_temporal_positions(src["temporal_pos"], 2 * T))
+  assert out["temporal_pos"].shape == params["temporal_pos"].shape
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(_pure(long))):  # the input is not modified
+    np.testing.assert_array_equal(a, b)
+
+
+def test_init_from_short_clip_model_same_length_gives_the_same_logits():
+  """Equal frame counts, identity adapter: the stage-2 (frozen, adapter) model is the stage-1 model."""
+  short = _vivit(seed=3)
+  long = _vivit(adapter=4, freeze=True)
+  state = nnx.state(long, nnx.Param)
+  nnx.replace_by_pure_dict(state, init_from_short_clip_model(_pure(long), _pure(short)))
+  nnx.update(long, state)
+  x, _ = _clips_batch()
+  np.testing.assert_array_equal(_apply(long, x), _apply(short, x))
+  assert not np.array_equal(_apply(_vivit(adapter=4, freeze=True), x), _apply(short, x))
+
+
+def test_init_from_short_clip_model_rejects_mismatched_models():
+  params = _pure(_vivit(frames=2 * T, adapter=4))
+  with pytest.raises(ValueError, match=r"^short_params: its 'temporal_blocks' sub-tree's structure differs"):
+    init_from_short_clip_model(params, _pure(_vivit(temporal_depth=2)))
+  with pytest.raises(ValueError, match=r"^short_params: its 'spatial' sub-tree's structure"):  # a deeper spatial transformer
+    init_from_short_clip_model(params, _pure(_vivit(spatial_depth=3)))
+  with pytest.raises(ValueError, match=r"^short_params: temporal_pos must have shape \(1, 1 \+ frames, 16\)"):
+    init_from_short_clip_model(params, _pure(ViViT(1, K, num_frames=T, **{**ARCH, "dim": 8}, rngs=nnx.Rngs(0))))
+  with pytest.raises(ValueError, match=r"^short_params: 'head'\['bias'\] has shape \(6,\), params \(5,\)"):  # another number of classes
+    init_from_short_clip_model(params, _pure(ViViT(1, K + 1, num_frames=T, spatial_depth=2, temporal_depth=1,
+                                                    frame_classes=3, **ARCH, rngs=nnx.Rngs(0))))
+  with pytest.raises(ValueError, match=r"^short_params: has no 'spatial' sub-tree"):
+    init_from_short_clip_model(params, _pure(_image_model()))
+  with pytest.raises(ValueError, match=r"^params: has no 'spatial' sub-tree"):
+    init_from_short_clip_model(_pure(_image_model()), params)
+  with pytest.raises(TypeError, match=r"^short_params: must be a pure dict"):
+    init_from_short_clip_model(params, nnx.state(_vivit(), nnx.Param).flat_state())

@@ -14,7 +14,7 @@ import optax
 from flax import nnx
 from hypothesis import strategies as st
 
-from tests.scale.input_policy.spec import Case, Spec, collector, fn
+from tests.scale.input_policy.spec import Case, Spec, bad_count, collector, fn
 
 MEM = "jaxdyn.memory"
 CASES: list[Case] = []
@@ -36,6 +36,20 @@ def _vivit_and_vit():
 def _init(**kw):
   params, image = _vivit_and_vit()
   return fn(f"{MEM}.init_from_image_model")(**{"params": params, "image_params": image, **kw})
+
+
+@functools.cache
+def _short_vivit():
+  m = fn("jaxdyn.models.ViViT")(1, 3, num_frames=1, spatial_depth=2, temporal_depth=1, **_ARCH, rngs=nnx.Rngs(2))
+  return nnx.to_pure_dict(nnx.state(m, nnx.Param))
+
+
+def _init_short(**kw):
+  params, _ = _vivit_and_vit()
+  return fn(f"{MEM}.init_from_short_clip_model")(**{"params": params, "short_params": _short_vivit(), **kw})
+
+
+POS = jnp.linspace(-1.0, 1.0, 4 * 3, dtype=jnp.float32).reshape(1, 4, 3)
 
 
 def _freeze_and_update(**kw):
@@ -60,6 +74,15 @@ case(f"{MEM}.init_from_image_model", "image_params", not_a_tree)(lambda v: _init
 case(f"{MEM}.init_from_image_model", "image_params", st.integers(3, 5))(  # deeper than the spatial transformer
     lambda d: _init(image_params=nnx.to_pure_dict(nnx.state(
         fn("jaxdyn.models.ViT")(1, 16, depth=d, **_ARCH, rngs=nnx.Rngs(0)), nnx.Param))))
+case(f"{MEM}.init_from_short_clip_model", "params", not_a_tree)(lambda v: _init_short(params=v))
+case(f"{MEM}.init_from_short_clip_model", "short_params", not_a_tree)(lambda v: _init_short(short_params=v))
+case(f"{MEM}.init_from_short_clip_model", "short_params", st.integers(3, 5))(  # a deeper spatial transformer
+    lambda d: _init_short(short_params=nnx.to_pure_dict(nnx.state(fn("jaxdyn.models.ViViT")(
+        1, 3, num_frames=2, spatial_depth=d, temporal_depth=1, **_ARCH, rngs=nnx.Rngs(0)), nnx.Param))))
+case(f"{MEM}.resize_temporal_positions", "num_frames", bad_count)(
+    lambda v: fn(f"{MEM}.resize_temporal_positions")(POS, v))
+case(f"{MEM}.resize_temporal_positions", "pos", st.sampled_from([(3,), (4, 3), (2, 4, 3), (1, 1, 3), (1, 4, 3, 1)]))(
+    lambda shape: fn(f"{MEM}.resize_temporal_positions")(jnp.ones(shape), 5))
 
 _TREE = "a parameter PyTree (labels come from its top-level names); a wrong one is checked by a Case"
 SPECS += [
@@ -71,4 +94,9 @@ SPECS += [
          not_applicable={"params": "a ViViT's parameter pure dict; structure and shapes checked by Cases",
                          "image_params": "a ViT's parameter pure dict; structure and shapes checked by Cases",
                          "source": "a name, checked by a Case"}),
+    Spec(f"{MEM}.init_from_short_clip_model", {}, call=_init_short,
+         not_applicable={"params": "a ViViT's parameter pure dict; structure and shapes checked by Cases",
+                         "short_params": "a ViViT's parameter pure dict; structure and shapes checked by Cases"}),
+    Spec(f"{MEM}.resize_temporal_positions", dict(pos=POS, num_frames=5), floats=("pos",), numbers=("num_frames",),
+         not_applicable={"batch": "embeddings of one model: no batch axis"}),
 ]
