@@ -344,3 +344,29 @@ def test_init_from_short_clip_model_rejects_mismatched_models():
     init_from_short_clip_model(_pure(_image_model()), params)
   with pytest.raises(TypeError, match=r"^short_params: must be a pure dict"):
     init_from_short_clip_model(params, nnx.state(_vivit(), nnx.Param).flat_state())
+
+
+def test_two_stage_runner_combines_its_stages(tmp_path):
+  """The claim runner's two-stage arm end to end on a tiny ViViT: stage 1 runs (and is cached), stage 2
+  starts from it, and the reported step time and memory combine the two stages as documented."""
+  from configs import vivit_clips  # noqa: PLC0415
+  from experiments import claims as claims_lib  # noqa: PLC0415
+  from experiments.techniques.memory.vivit import vivit_runner  # noqa: PLC0415
+
+  config = claims_lib.apply_overrides(vivit_clips.get_config(), vivit_clips.TWO_STAGE.overrides)
+  config.model_kwargs.update(dim=16, spatial_depth=1, temporal_depth=1, num_heads=2, adapter_dim=4, stage1_steps=8)
+  config.num_train_steps = 8
+  config.batch_size = 8
+  config.eval_batch_size = 250
+  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 8
+  config.cache_dir = str(tmp_path / "cache")
+  pretrain = {"steps": 2, "batch_size": 8, "learning_rate": 1e-3}
+  r = vivit_runner(config, str(tmp_path / "run"), pretrain=pretrain)
+  assert 0.0 <= r["stage1_accuracy"] <= 1.0 and r["stage1_steps"] == 8
+  assert r["stage1_median_step_s"] > 0 and r["stage2_median_step_s"] > 0
+  assert r["final_median_step_s"] == pytest.approx((r["stage1_median_step_s"] + r["stage2_median_step_s"]) / 2)
+  assert r["final_temp_bytes"] == max(r["stage1_temp_bytes"], r["stage2_temp_bytes"])
+  # Stage 1 trains the whole model on 4 frames: more temp memory than the frozen 8-frame stage 2.
+  assert r["stage1_temp_bytes"] > r["stage2_temp_bytes"]
+  cached = sorted(p.name for p in (tmp_path / "cache" / "vivit_short").iterdir())
+  assert len(cached) == 2 and {p.rsplit(".", 1)[1] for p in cached} == {"npz", "json"}

@@ -190,6 +190,18 @@ def _spatial_settings(config) -> dict[str, Any]:
   return {k: kw.get(k, d) for k, d in _VIVIT_DEFAULTS.items()}
 
 
+def _cross_entropy_step(graphdef, rest, tx):
+  """A train step (params, opt_state, x, y) -> (params, opt_state) on the mean softmax cross-entropy; not jitted."""
+  def step(params, opt_state, x, y):
+    def loss_fn(p):
+      logits = nnx.merge(graphdef, p, rest)(x)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+  return step
+
+
 def pretrain_spatial(spatial: dict[str, Any], *, seed: int, steps: int, batch_size: int, learning_rate: float,
                      cache_dir: str | os.PathLike | None = None) -> tuple[str, dict[str, float]]:
   """Trains the spatial ViT on ``clip_frames`` (cell of the digit, 16 classes) and saves its parameters.
@@ -220,14 +232,7 @@ def pretrain_spatial(spatial: dict[str, Any], *, seed: int, steps: int, batch_si
   tx = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
   opt_state = tx.init(params)
 
-  @jax.jit
-  def step(params, opt_state, x, y):
-    def loss_fn(p):
-      logits = nnx.merge(graphdef, p, rest)(x)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    grads = jax.grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+  step = jax.jit(_cross_entropy_step(graphdef, rest, tx))
 
   rng = np.random.default_rng(seed)
   for _ in range(steps):
@@ -294,14 +299,7 @@ def train_short_clips(config: ml_collections.ConfigDict, spatial_init: str, *, s
   tx = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
   opt_state = tx.init(params)
 
-  def step(params, opt_state, x, y):
-    def loss_fn(p):
-      logits = nnx.merge(graphdef, p, rest)(x)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    grads = jax.grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
+  step = _cross_entropy_step(graphdef, rest, tx)
   train_x, train_y = data.train.x[:, :frames], data.train.y
   x0 = jnp.asarray(train_x[:config.batch_size])
   compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt_state, x0, jnp.asarray(train_y[:config.batch_size])
