@@ -12,14 +12,15 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
   flash-attention kernel for LongGen's hybrid stacks (Ge et al., 2024).
 - `jaxdyn.memory`: Mesa 8-bit activation residuals, MEMO-style offload / recompute plans, frozen-spatial
   ViViT training.
+- `jaxdyn.schemes`: transformer training schemes: Experts Weights Averaging (Huang, Ye et al., 2023).
 - `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
 """
 
 import importlib
 import importlib.metadata
 
-FAMILIES = ("attention", "bayes", "calibration", "data", "dynamics", "memory", "models", "regularization", "snn",
-            "sparsity")
+FAMILIES = ("attention", "bayes", "calibration", "data", "dynamics", "memory", "models", "regularization",
+            "schemes", "snn", "sparsity")
 
 try:
   __version__ = importlib.metadata.version("jaxdyn")

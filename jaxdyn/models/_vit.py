@@ -1,4 +1,5 @@
-"""A small Vision Transformer, and its Mesa variant (8-bit saved activations, ``mesa=True``)."""
+"""A small Vision Transformer, its Mesa variant (8-bit saved activations, ``mesa=True``) and its
+Experts-Weights-Averaging training form (MoE feed-forward layers, ``num_experts`` and ``moe_layers``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,23 @@ class _Block(nnx.Module):
     return x + self.fc2(nnx.gelu(self.fc1(self.norm2(x))))
 
 
+class _MoEBlock(nnx.Module):
+  """The pre-norm block with its FFN a `jaxdyn.schemes.MoEFeedForward` under ``experts``."""
+
+  def __init__(self, dim: int, num_heads: int, mlp_ratio: int, num_experts: int, *, rngs: nnx.Rngs):
+    from jaxdyn.schemes import _ewa  # noqa: PLC0415  (jaxdyn.schemes builds on jaxdyn.models' family)
+    self.norm1 = nnx.LayerNorm(dim, rngs=rngs)
+    self.attn = nnx.MultiHeadAttention(
+        num_heads=num_heads, in_features=dim, decode=False, deterministic=True, rngs=rngs
+    )
+    self.norm2 = nnx.LayerNorm(dim, rngs=rngs)
+    self.experts = _ewa.MoEFeedForward(dim, dim * mlp_ratio, num_experts, rngs=rngs)
+
+  def __call__(self, x, *, key: jax.Array | None):
+    x = x + self.attn(self.norm1(x))
+    return x + self.experts(self.norm2(x), key=key)
+
+
 class _MesaBlock(nnx.Module):
   """The pre-norm block with every saved activation in 8 bits (`jaxdyn.memory` Mesa layers)."""
 
@@ -47,6 +65,16 @@ class _MesaBlock(nnx.Module):
 
 
 _MESA_SALT = 0x6D657361  # fold_in(key, "mesa"): the rounding key, distinct from the dropout key
+_MOE_SALT = 0x6D6F65  # fold_in(key, "moe"): the token partitions' key, distinct from the dropout key
+
+
+def _check_moe_layers(moe_layers, depth: int) -> tuple[int, ...]:
+  if not isinstance(moe_layers, (tuple, list)):
+    raise TypeError(f"moe_layers: must be a tuple of block indices, got {type(moe_layers).__name__}")
+  layers = tuple(_validation.check_int("moe_layers", i, lower=0, upper=depth - 1) for i in moe_layers)
+  if len(set(layers)) != len(layers):
+    raise ValueError(f"moe_layers: must not repeat a block, got {tuple(moe_layers)}")
+  return tuple(sorted(layers))
 
 
 class ViT(Classifier):
@@ -74,6 +102,15 @@ class ViT(Classifier):
     mesa_official_compat: the authors' code's quantizer and copies (`jaxdyn.memory` Mesa's module
       docstring lists the differences).
     mesa_implementation: ``"jnp"`` or ``"pallas"`` (the group-wise quantize kernel).
+    num_experts: with ``moe_layers``, the experts of each MoE feed-forward layer (>= 2).
+    moe_layers: indices of the blocks whose FFN is a `jaxdyn.schemes.MoEFeedForward` with
+      ``num_experts`` experts (Experts Weights Averaging, https://arxiv.org/abs/2308.06093; default none).
+      In training the model then needs ``key``: block ``i``'s token partition uses
+      ``fold_in(fold_in(key, 0x6D6F65), i)``; in inference each MoE computes its mean expert, as the
+      plain ViT loaded with `jaxdyn.schemes.collapse_experts` of these parameters does.
+    moe_inference: what the MoE layers compute in inference: ``"mean"`` (the mean expert, EWA's
+      collapse) or ``"partition"`` (random partitions as in training, drawn from
+      ``jax.random.key(0)``, the same for every call: a naive MoE evaluated as it was trained).
     rngs: ``nnx.Rngs`` for initialisation.
 
   The penultimate features are the final-normed class token. With ``mesa=True`` the running
@@ -96,6 +133,9 @@ class ViT(Classifier):
       mesa_groups: int | None = None,
       mesa_official_compat: bool = False,
       mesa_implementation: str = "jnp",
+      num_experts: int = 0,
+      moe_layers: tuple[int, ...] = (),
+      moe_inference: str = "mean",
       rngs: nnx.Rngs,
   ):
     in_channels, num_classes, image_size, patch_size, dim, depth, num_heads, mlp_ratio = (
@@ -113,6 +153,13 @@ class ViT(Classifier):
     self.cls = nnx.Param(jnp.zeros((1, 1, dim)))
     self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, n + 1, dim)))
     self.mesa = bool(mesa)
+    self.moe_layers = _check_moe_layers(moe_layers, depth)
+    num_experts = _validation.check_int("num_experts", num_experts, lower=0)
+    self.moe_inference = _validation.check_choice("moe_inference", moe_inference, ("mean", "partition"))
+    if self.moe_layers:
+      num_experts = _validation.check_int("num_experts", num_experts, lower=2)
+      if self.mesa:
+        raise ValueError("moe_layers: MoE feed-forward layers are not available with mesa=True")
     if self.mesa:
       from jaxdyn.memory import _mesa  # noqa: PLC0415  (jaxdyn.memory imports jaxdyn.models)
       groups = num_heads if mesa_groups is None else _validation.check_int("mesa_groups", mesa_groups, lower=1)
@@ -124,33 +171,45 @@ class ViT(Classifier):
                               for _ in range(depth)])
       self.norm = _mesa.MesaLayerNorm(dim, groups=groups, **options)
     else:
-      self.blocks = nnx.List([_Block(dim, num_heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
+      self.blocks = nnx.List([
+          _MoEBlock(dim, num_heads, mlp_ratio, num_experts, rngs=rngs) if i in self.moe_layers
+          else _Block(dim, num_heads, mlp_ratio, rngs=rngs) for i in range(depth)])
       self.norm = nnx.LayerNorm(dim, rngs=rngs)
     self.head = nnx.Linear(dim, num_classes, rngs=rngs)
     self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+
+  @property
+  def _why_key(self) -> str:
+    return (" in training with mesa=True (stochastic rounding)" if self.mesa
+            else " in training with moe_layers (random token partitions)")
 
   def check_input(self, x: jax.Array) -> None:
     check_input_shape(x, self.input_shape, "square images")
 
   def features(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
-    """The final-normed class token. With ``mesa=True`` and in training, ``key`` draws the rounding."""
-    if self.mesa:
+    """The final-normed class token. In training, ``key`` draws Mesa's rounding or the MoE partitions."""
+    if self.mesa or self.moe_layers:
       train = is_training(self, train)
       if train:
-        _validation.check_key("key", key, why=" in training with mesa=True (stochastic rounding)")
-      return self._features(x, train=train, key=key if train else None)
+        _validation.check_key("key", key, why=self._why_key)
+      elif self.moe_layers and self.moe_inference == "partition":
+        key = jax.random.fold_in(jax.random.key(0), _MOE_SALT)  # the same partitions in every inference call
+      else:
+        key = None
+      return self._features(x, train=train, key=key)
     del train, key  # no dropout or normalisation statistics in the trunk
     return self._features(x, train=False, key=None)
 
   def __call__(self, x: jax.Array, *, train: bool | None = None, key: jax.Array | None = None,
                return_features: bool = False):
-    if not self.mesa:
+    if not (self.mesa or self.moe_layers):
       return super().__call__(x, train=train, key=key, return_features=return_features)
     self.check_input(x)
     train = is_training(self, train)
     if train:
-      _validation.check_key("key", key, why=" in training with mesa=True (stochastic rounding)")
-    h = self.features(x, train=train, key=jax.random.fold_in(key, _MESA_SALT) if train else None)
+      _validation.check_key("key", key, why=self._why_key)
+    salt = _MESA_SALT if self.mesa else _MOE_SALT
+    h = self.features(x, train=train, key=jax.random.fold_in(key, salt) if train else None)
     logits = self.apply_head(h, train=train, key=key)
     return (logits, h) if return_features else logits
 
@@ -160,6 +219,10 @@ class ViT(Classifier):
     t = t.reshape(b, t.shape[1] * t.shape[2], t.shape[-1])  # explicit: -1 is undefined for an empty batch
     cls = jnp.broadcast_to(self.cls[...], (b, 1, t.shape[-1]))
     t = jnp.concatenate([cls, t], axis=1) + self.pos[...]
+    if self.moe_layers:
+      for i, blk in enumerate(self.blocks):
+        t = blk(t, key=None if key is None else jax.random.fold_in(key, i)) if i in self.moe_layers else blk(t)
+      return self.norm(t[:, 0])
     if not self.mesa:
       for blk in self.blocks:
         t = blk(t)

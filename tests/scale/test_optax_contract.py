@@ -22,7 +22,7 @@ import optax
 import pytest
 
 import jaxdyn
-from jaxdyn import bayes, memory, sparsity
+from jaxdyn import bayes, memory, schemes, sparsity
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FAMILIES = tuple(f"jaxdyn.{f}" for f in jaxdyn.FAMILIES)
@@ -68,6 +68,12 @@ TRANSFORMS = {
 # Frozen sub-tree (frozen-spatial ViViT): the "head" leaves get zero updates and no state.
 TRANSFORMS["freeze_spatial"] = (lambda **kw: memory.freeze_spatial(optax.adam(1e-2), **kw), {"prefix": "head"},
                                 None, None)
+# Experts Weights Averaging after Adam, the "dense" leaves as 8 (or 16) stacked experts; share rate
+# (N - 1) / N = 7/8 makes the kernel's 8 experts equal after every real step.
+TRANSFORMS["experts_weights_averaging"] = (
+    lambda **kw: optax.chain(optax.adam(1e-2), schemes.experts_weights_averaging(**kw)),
+    {"share_rate": 7 / 8, "mask": lambda p: {"dense": jax.tree.map(lambda _: True, p["dense"]),
+                                             "head": jax.tree.map(lambda _: False, p["head"])}}, None, None)
 SPARSE = ("static_sparse", "gmp", "rigl", "set_sparse", "granet")
 
 
@@ -131,6 +137,12 @@ def test_inside_chain_and_multisteps(name):
     for pp in (p, p2):
       np.testing.assert_array_equal(pp["head"]["kernel"], params["head"]["kernel"])
       assert not np.array_equal(pp["dense"]["kernel_mu"], params["dense"]["kernel_mu"])
+    return
+  if name == "experts_weights_averaging":  # every real step leaves the 8 kernel experts equal
+    for pp in (p, p2):
+      k = np.asarray(pp["dense"]["kernel_mu"])
+      np.testing.assert_allclose(k, np.broadcast_to(k.mean(0), k.shape), atol=1e-6)
+      assert not np.array_equal(k, params["dense"]["kernel_mu"])
     return
   for pp in (p, p2):
     inactive = params["dense"]["kernel_rho"] == 0

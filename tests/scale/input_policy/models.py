@@ -26,6 +26,13 @@ case(f"{MOD}.CNN", "spatial_dims", st.integers().filter(lambda d: d not in (1, 2
 case(f"{MOD}.CNN", "num_classes", bad_count)(lambda v: fn(f"{MOD}.CNN")(1, v, rngs=nnx.Rngs(0)))
 case(f"{MOD}.ViT", "patch_size", st.integers(2, 7).filter(lambda p: 8 % p))(
     lambda v: fn(f"{MOD}.ViT")(3, C, image_size=8, patch_size=v, rngs=nnx.Rngs(0)))
+case(f"{MOD}.ViT", "num_experts", st.one_of(st.integers(-3, 1), non_integral))(
+    lambda v: fn(f"{MOD}.ViT")(3, C, image_size=8, depth=2, num_experts=v, moe_layers=(1,), rngs=nnx.Rngs(0)))
+case(f"{MOD}.ViT", "moe_layers", st.sampled_from([(2,), (-1,), (0, 0), (0.5,), 1, "0"]))(
+    lambda v: fn(f"{MOD}.ViT")(3, C, image_size=8, depth=2, num_experts=2, moe_layers=v, rngs=nnx.Rngs(0)))
+case(f"{MOD}.ViT", "moe_inference", st.text(max_size=8).filter(lambda s: s not in ("mean", "partition")))(
+    lambda v: fn(f"{MOD}.ViT")(3, C, image_size=8, depth=2, num_experts=2, moe_layers=(1,), moe_inference=v,
+                               rngs=nnx.Rngs(0)))
 case(f"{MOD}.ResNet", "block", st.text(max_size=8).filter(lambda s: s not in ("basic", "bottleneck")))(
     lambda v: fn(f"{MOD}.ResNet")(3, C, block=v, rngs=nnx.Rngs(0)))
 case(f"{MOD}.ResNet", "inner_widths", st.sampled_from(["ab", (2,), (2, 2, 2), (0, 2), (2, -1), (2.5, 2)]))(
@@ -96,7 +103,11 @@ SPECS += [
          call=_forward("ViT", 3, C, image_size=8, depth=1, num_heads=2), floats=("x",), batch=("x",),
          empty=_EMPTY, numbers=("dim", "dropout_rate"),
          not_applicable={n: _SIZES for n in ("in_channels", "num_classes", "image_size", "patch_size", "depth",
-                                             "num_heads", "mlp_ratio")}),
+                                             "num_heads", "mlp_ratio", "moe_layers")}),
+    Spec(f"{MOD}.ViT", dict(x=IMAGES, num_experts=2),  # its MoE feed-forward form, in inference
+         call=_forward("ViT", 3, C, image_size=8, dim=8, depth=2, num_heads=2, moe_layers=(1,)), floats=("x",),
+         batch=("x",), empty=_EMPTY, numbers=("num_experts",),
+         not_applicable={"moe_inference": "a name, checked by a Case"}),
 ]
 SPECS += [
     Spec(f"{MOD}.conv2d", dict(x=np.ones((2, 5, 5, 2), np.float32), kernel=np.full((3, 3, 2, 4), 0.1, np.float32),
