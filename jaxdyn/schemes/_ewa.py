@@ -158,8 +158,9 @@ def expert_mask(params: Any) -> Any:
 
 def _resolve_mask(mask, params):
   mask = expert_mask(params) if mask is None else (mask(params) if callable(mask) else mask)
-  try:
-    return jax.tree.map(lambda m, _: bool(m), mask, params)
+  try:  # a prefix of params' structure is broadcast over the sub-trees it covers (as optax.masked)
+    full = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: bool(m), sub), mask, params)
+    return jax.tree.map(lambda m, _: m, full, params)
   except (ValueError, TypeError) as e:
     raise ValueError(f"mask: must be a tree of bools with the structure of params, or a callable "
                      f"returning one ({e})") from None
@@ -196,7 +197,8 @@ def average_experts(params: Any, share_rate: float, *, mask: Any = None) -> Any:
     share_rate: ``beta`` in [0, 1] (a traced scalar too, e.g. a schedule's value under ``jit``): 0 leaves the experts unchanged, ``(N - 1) / N`` makes them all
       equal to their mean, 1 replaces each by the mean of the others.
     mask: which leaves are stacked experts (leading expert axis ``N >= 2``): a tree of bools like
-      ``params`` or a callable of ``params`` returning one; default `expert_mask`.
+      ``params`` (or a prefix of it, broadcast over each sub-tree) or a callable of ``params``
+      returning one; default `expert_mask`.
 
   Returns:
     ``params`` with every expert leaf averaged (computed in float32, returned in its dtype) and every

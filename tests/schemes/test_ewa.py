@@ -55,6 +55,11 @@ def test_average_keeps_bfloat16_and_reads_an_explicit_mask():
   assert q["a"].dtype == jnp.bfloat16
   np.testing.assert_array_equal(q["a"], p["a"])
   np.testing.assert_allclose(q["b"].ravel(), [2.0, 2.0])
+  # A prefix mask covers its sub-tree.
+  nested = {"moe": {"w": jnp.array([[0.0], [2.0]]), "b": jnp.array([1.0, 3.0])}, "head": jnp.ones(2)}
+  q = schemes.average_experts(nested, 0.5, mask={"moe": True, "head": False})
+  np.testing.assert_allclose(q["moe"]["b"], [2.0, 2.0])
+  np.testing.assert_array_equal(q["head"], nested["head"])
   with pytest.raises(ValueError, match="mask: selects a leaf of shape"):
     schemes.average_experts({"experts": jnp.ones((1, 3))}, 0.5)
 
