@@ -12,14 +12,19 @@ from jaxdyn.models._base import Classifier, check_input_shape, is_training
 from jaxdyn.models._conv import Conv2d
 
 
+def _init_attention_half(block: nnx.Module, dim: int, num_heads: int, rngs: nnx.Rngs) -> None:
+  """The pre-norm block's norm1, attention and norm2, created in this order (the init streams)."""
+  block.norm1 = nnx.LayerNorm(dim, rngs=rngs)
+  block.attn = nnx.MultiHeadAttention(
+      num_heads=num_heads, in_features=dim, decode=False, deterministic=True, rngs=rngs
+  )
+  block.norm2 = nnx.LayerNorm(dim, rngs=rngs)
+
+
 class _Block(nnx.Module):
 
   def __init__(self, dim: int, num_heads: int, mlp_ratio: int, *, rngs: nnx.Rngs):
-    self.norm1 = nnx.LayerNorm(dim, rngs=rngs)
-    self.attn = nnx.MultiHeadAttention(
-        num_heads=num_heads, in_features=dim, decode=False, deterministic=True, rngs=rngs
-    )
-    self.norm2 = nnx.LayerNorm(dim, rngs=rngs)
+    _init_attention_half(self, dim, num_heads, rngs)
     self.fc1 = nnx.Linear(dim, dim * mlp_ratio, rngs=rngs)
     self.fc2 = nnx.Linear(dim * mlp_ratio, dim, rngs=rngs)
 
@@ -33,11 +38,7 @@ class _MoEBlock(nnx.Module):
 
   def __init__(self, dim: int, num_heads: int, mlp_ratio: int, num_experts: int, *, rngs: nnx.Rngs):
     from jaxdyn.schemes import _ewa  # noqa: PLC0415  (jaxdyn.schemes builds on jaxdyn.models' family)
-    self.norm1 = nnx.LayerNorm(dim, rngs=rngs)
-    self.attn = nnx.MultiHeadAttention(
-        num_heads=num_heads, in_features=dim, decode=False, deterministic=True, rngs=rngs
-    )
-    self.norm2 = nnx.LayerNorm(dim, rngs=rngs)
+    _init_attention_half(self, dim, num_heads, rngs)
     self.experts = _ewa.MoEFeedForward(dim, dim * mlp_ratio, num_experts, rngs=rngs)
 
   def __call__(self, x, *, key: jax.Array | None):
@@ -154,10 +155,9 @@ class ViT(Classifier):
     self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, n + 1, dim)))
     self.mesa = bool(mesa)
     self.moe_layers = _check_moe_layers(moe_layers, depth)
-    num_experts = _validation.check_int("num_experts", num_experts, lower=0)
+    num_experts = _validation.check_int("num_experts", num_experts, lower=2 if self.moe_layers else 0)
     self.moe_inference = _validation.check_choice("moe_inference", moe_inference, ("mean", "partition"))
     if self.moe_layers:
-      num_experts = _validation.check_int("num_experts", num_experts, lower=2)
       if self.mesa:
         raise ValueError("moe_layers: MoE feed-forward layers are not available with mesa=True")
     if self.mesa:
