@@ -99,6 +99,6 @@ def get_claims():
           metric="eval_accuracy",
           metric_name="test accuracy",
           expects=[Expect("at_least", DELTA, "ReLU", margin=0.02)],
-          report=_REPORT,
+          report={k: v for k, v in _REPORT.items() if v != "eval_accuracy"},  # the metric is accuracy
       ),
   ]
