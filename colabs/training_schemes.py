@@ -16,20 +16,33 @@
 # ---
 
 # %% [markdown]
-# # Transformer training schemes: Experts Weights Averaging
+# # Transformer training schemes: Experts Weights Averaging, SortedNet, delta activation layers
 #
-# `jaxdyn.schemes` collects training schemes for transformers. This notebook covers **Experts
-# Weights Averaging** (Huang, Ye et al., 2023, https://arxiv.org/abs/2308.06093): some feed-forward
-# networks of a ViT become mixtures of experts whose tokens go to experts by a random uniform
-# partition (no router); after every optimizer step each expert moves toward the others,
+# `jaxdyn.schemes` collects training schemes for transformers and mixtures of experts. This notebook
+# covers three of them on data that needs no download:
 #
-# $$W_i \leftarrow (1 - \beta) W_i + \frac{\beta}{N - 1} \sum_{j \ne i} W_j,$$
+# 1. **Experts Weights Averaging** (Huang, Ye et al., 2023, https://arxiv.org/abs/2308.06093): some
+#    feed-forward networks of a ViT become mixtures of experts whose tokens go to experts by a random
+#    uniform partition (no router); after every optimizer step each expert moves toward the others,
 #
-# and after training each MoE collapses into the FFN with the mean weights, so the exported model is a
-# plain ViT with the plain ViT's cost. The form of the rule and the share-rate warm-up come from a
-# public re-implementation (the paper's method section could not be read here; see
-# `jaxdyn/schemes/_ewa.py`). Below: how far the experts drift apart with and without the averaging,
-# and the collapse checked against a plain ViT.
+#    $$W_i \leftarrow (1 - \beta) W_i + \frac{\beta}{N - 1} \sum_{j \ne i} W_j,$$
+#
+#    and after training each MoE collapses into the FFN with the mean weights, so the exported model
+#    is a plain ViT with the plain ViT's cost. The form of the rule and the share-rate warm-up come
+#    from a public re-implementation (the paper's method section could not be read here; see
+#    `jaxdyn/schemes/_ewa.py`). Below: how far the experts drift apart with and without the
+#    averaging, and the collapse checked against a plain ViT.
+# 2. **SortedNet** (Valipour et al., 2023, https://arxiv.org/abs/2309.00255): nested sub-models
+#    (leading hidden units, heads, layers) sliced from one set of weights and trained together. Below:
+#    the accuracy of a ladder of 8 sub-models from one network, against the same ladder cut from a
+#    normally trained network, and an exported sub-model.
+# 3. **Delta activation layers** (Yousefzadeh & Sifalakis, 2021, https://arxiv.org/abs/2107.07305):
+#    activations quantized on a trainable grid, with a loss on their frame-to-frame changes, so most
+#    deltas are exactly zero. Below: the fraction of nonzero deltas over training, with and without
+#    the layers.
+#
+# Hecate's fully sharded sparse data parallelism needs several devices; its communication figures
+# come from `benchmarks/moe_sharding.py` (8 forced CPU devices).
 
 # %%
 # Setup. In a jaxdyn checkout (`make notebooks`, the tests) this cell does nothing. Elsewhere (Colab) it
@@ -79,6 +92,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+import tempfile
+
+from configs import delta_mnist1d, sortednet_digits
+from experiments.claims import apply_overrides
+from experiments.metrics_io import read_metrics
+from experiments.train import train_and_evaluate
 from jaxdyn import schemes
 from jaxdyn.data import load_dataset
 from jaxdyn.models import ViT
@@ -165,3 +184,71 @@ count = lambda m: sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param))) 
 print(f"collapsed plain ViT == MoE ViT in inference: {same}; test accuracy {accuracy:.3f}; "
       f"parameters: training {count(ewa_model):,}, exported {count(plain):,}")
 assert same
+
+# %% [markdown]
+# ## SortedNet: a ladder of sub-models in one set of weights
+# `SortedMLP` (2 hidden layers of 64 units) trained on digits with the `sortednet` objective: each step
+# draws 4 sub-models from the sorted ladder of widths 8, 16, ..., 64 and averages their gradients.
+# `submodel_eval` then tests every sub-model from the one set of weights. The same MLP trained with
+# plain cross-entropy and cut to each width ("truncated") is the control: its small sub-models were
+# never trained to work alone.
+
+# %%
+SORTED_STEPS = 200 if SMALL else sortednet_digits.NUM_STEPS
+ladder_acc = {}
+for label, overrides in [("SortedNet", {}), ("truncated", {"objective": "ce", "objective_kwargs": {}})]:
+  config = apply_overrides(sortednet_digits.get_config(), {
+      **overrides, "num_train_steps": SORTED_STEPS, "eval_every_steps": SORTED_STEPS,
+      "checkpoint_every_steps": SORTED_STEPS, "progress_every_seconds": 60.0})
+  results = train_and_evaluate(config, tempfile.mkdtemp(prefix=f"sortednet_{label}_"))
+  ladder_acc[label] = [results[f"final_acc_sub{k}"] for k in range(1, len(sortednet_digits.WIDTHS) + 1)]
+
+plt.figure(figsize=(6, 3.5))
+for label, acc in ladder_acc.items():
+  plt.plot(sortednet_digits.WIDTHS, acc, "o-", label=label)
+plt.xlabel("sub-model width (hidden units)"); plt.ylabel("test accuracy"); plt.legend(); plt.tight_layout()
+plt.show()
+for label, acc in ladder_acc.items():
+  print(f"{label:>9}: " + "  ".join(f"w={w}: {a:.3f}" for w, a in zip(sortednet_digits.WIDTHS, acc)))
+
+# %% [markdown]
+# A sub-model exported with `export_submodel` is a standalone `SortedMLP` of the smaller size whose
+# parameters are the leading slices; it computes the sliced forward bit for bit.
+
+# %%
+mlp = schemes.SortedMLP(64, 10, hidden=64, depth=2, rngs=nnx.Rngs(0))
+sub = schemes.sorted_ladder(mlp.full_submodel, 8)[1]  # width 16
+small = schemes.export_submodel(mlp, sub)
+x_flat = x_test.reshape(len(x_test), -1)
+print(sub, "exported parameters:", sum(x.size for x in jax.tree.leaves(nnx.state(small, nnx.Param))),
+      "of", sum(x.size for x in jax.tree.leaves(nnx.state(mlp, nnx.Param))))
+assert bool(jnp.array_equal(small(x_flat), mlp(x_flat, submodel=sub)))
+
+# %% [markdown]
+# ## Delta activation layers: temporal sparsity over training
+# MNIST-1D read as 40 one-channel frames, a temporal conv net with a `DeltaActivation` after each
+# block (`delta_tcn`), trained with cross-entropy plus each layer's
+# `sp_rate * fan_out * mean |q_t - q_{t-1}|`. The control is the same network without the layers
+# (its ReLU outputs' exact deltas counted the same way). The curve is the training batch's fraction
+# of nonzero deltas between consecutive frames, all blocks pooled.
+
+# %%
+DELTA_STEPS = 300 if SMALL else delta_mnist1d.NUM_STEPS
+delta_runs = {}
+for arm in delta_mnist1d.ARMS[::2] if SMALL else delta_mnist1d.ARMS:  # small: without "quantized (sp_rate 0)"
+  config = apply_overrides(delta_mnist1d.get_config(), {
+      **arm.overrides, "num_train_steps": DELTA_STEPS, "log_every_steps": max(DELTA_STEPS // 20, 1),
+      "eval_every_steps": DELTA_STEPS, "checkpoint_every_steps": DELTA_STEPS, "progress_every_seconds": 60.0})
+  workdir = tempfile.mkdtemp(prefix="delta_")
+  results = train_and_evaluate(config, workdir)
+  delta_runs[arm.label] = (read_metrics(workdir), results)
+
+plt.figure(figsize=(6, 3.5))
+for label, (rows, _) in delta_runs.items():
+  rows = [r for r in rows if "nonzero_delta_fraction" in r]
+  plt.plot([r["step"] for r in rows], [r["nonzero_delta_fraction"] for r in rows], label=label)
+plt.xlabel("step"); plt.ylabel("nonzero deltas (training batch)"); plt.ylim(0, 1); plt.legend(); plt.tight_layout()
+plt.show()
+for label, (_, r) in delta_runs.items():
+  print(f"{label:>22}: test nonzero deltas {r['final_nonzero_delta_fraction']:.3f}, "
+        f"test accuracy {r['eval_accuracy']:.3f}")
