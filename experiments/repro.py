@@ -80,6 +80,9 @@ def _config_hash(config) -> str:
 def run_claim(claim: claims_lib.Claim, runs_dir: str | os.PathLike) -> dict:
   t0 = time.monotonic()
   per_arm = {}
+  # The runs' own training time, from train_and_evaluate's results (a run read back reports when it
+  # first ran). A custom runner's results may leave out work it did besides (shared baselines): untimed.
+  train_seconds, untimed = 0.0, 0
   for arm in claim.arms:
     values, extras = [], {k: [] for k in claim.report}
     for seed in claim.seeds:
@@ -90,12 +93,28 @@ def run_claim(claim: claims_lib.Claim, runs_dir: str | os.PathLike) -> dict:
       print(f"[{claim.name}] arm {arm.label}, seed {seed} -> {wd}", flush=True)
       results = (claim.runner or train_and_evaluate)(config, str(wd))
       values.append(claims_lib.metric_value(claim.metric, results))
+      if claim.runner is None and isinstance(results.get("wall_time_s"), (int, float)):
+        train_seconds += results["wall_time_s"]
+      else:
+        untimed += 1
       for k, m in claim.report.items():
         extras[k].append(claims_lib.metric_value(m, results))
     per_arm[arm.label] = {"values": values, "extras": extras}
   means = {k: statistics.fmean(v["values"]) for k, v in per_arm.items()}
   verdicts = [(e, e.holds(means)) for e in claim.expects]
-  return {"per_arm": per_arm, "means": means, "verdicts": verdicts, "seconds": time.monotonic() - t0}
+  return {"per_arm": per_arm, "means": means, "verdicts": verdicts, "seconds": time.monotonic() - t0,
+          "train_seconds": train_seconds, "untimed_runs": untimed}
+
+
+def _duration(outcome: dict) -> str:
+  """This invocation's time and, when runs were read back from earlier invocations, their own."""
+  text = f"{outcome['seconds'] / 60:.1f} min"
+  train, untimed = outcome.get("train_seconds", 0.0), outcome.get("untimed_runs", 0)
+  if untimed and outcome["seconds"] < 60:  # most likely read back, with no time of their own to show
+    text += " (runs read from earlier invocations)"
+  elif train > outcome["seconds"]:  # some runs were read back: say how long they took when they ran
+    text += f" (runs read from earlier invocations; their training took {train / 60:.1f} min)"
+  return text
 
 
 def _std(xs):
@@ -125,7 +144,7 @@ def render(claim: claims_lib.Claim, outcome: dict) -> str:
       f"- Setting here: {claim.setting}",
       f"- Seeds: {list(claim.seeds)}; metric: {claim.metric_name} (mean ± sample std over seeds)",
       f"- Ran: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}, "
-      f"{outcome['seconds'] / 60:.1f} min",
+      f"{_duration(outcome)}",
       "",
   ]
   head = ["arm", claim.metric_name, *claim.report, "per seed"]

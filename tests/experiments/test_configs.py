@@ -152,3 +152,8 @@ def test_run_claim_and_render_end_to_end(tmp_path):
   assert "| lr_hi |" in text and "| lr_zero |" in text and "UTC on" in text
   # Seeds of one arm share a config hash; each seed has its own workdir.
   assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["lr_hi", "lr_zero"]
+  assert outcome["untimed_runs"] == 0 and outcome["train_seconds"] > 0
+  # A claim re-run reads the finished runs back: its line says how long they took when they ran.
+  again = repro.run_claim(claim, tmp_path)
+  assert again["train_seconds"] == outcome["train_seconds"]
+  assert f"their training took {again['train_seconds'] / 60:.1f} min)" in repro.render(claim, {**again, "seconds": 0.0})
