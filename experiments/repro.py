@@ -147,12 +147,14 @@ def render(claim: claims_lib.Claim, outcome: dict) -> str:
       f"{_duration(outcome)}",
       "",
   ]
-  head = ["arm", claim.metric_name, *claim.report, "per seed"]
+  # A report column that repeats the claim's own metric (configs share one report between claims) is left out.
+  columns = [k for k, m in claim.report.items() if m != claim.metric]
+  head = ["arm", claim.metric_name, *columns, "per seed"]
   lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for arm in claim.arms:
     r = outcome["per_arm"][arm.label]
     per_seed = ", ".join("never" if v == float("inf") else f"{v:.4g}" for v in r["values"])
-    cells = [arm.label, _fmt(r["values"]), *(_fmt(r["extras"][k]) for k in claim.report), per_seed]
+    cells = [arm.label, _fmt(r["values"]), *(_fmt(r["extras"][k]) for k in columns), per_seed]
     lines.append("| " + " | ".join(cells) + " |")
   lines.append("")
   for e, ok in outcome["verdicts"]:

@@ -143,13 +143,14 @@ def test_run_claim_and_render_end_to_end(tmp_path):
             claims_lib.Arm("lr_zero", {"optimizer.learning_rate": 1e-12})],
       metric="train_loss", metric_name="train loss",
       expects=[claims_lib.Expect("less", "lr_hi", "lr_zero"), claims_lib.Expect("greater", "lr_hi", "lr_zero")],
-      seeds=(0, 1), report={"acc": "eval_accuracy"})
+      seeds=(0, 1), report={"acc": "eval_accuracy", "loss again": "train_loss"})
   outcome = repro.run_claim(claim, tmp_path)
   assert [len(v["values"]) for v in outcome["per_arm"].values()] == [2, 2]
   text = repro.render(claim, outcome)
   # Exactly one of two opposite expectations holds, so the claim as a whole does not.
   assert "DOES NOT HOLD" in text and text.count("- holds:") == 1 and text.count("does NOT hold") == 1
   assert "| lr_hi |" in text and "| lr_zero |" in text and "UTC on" in text
+  assert "| arm | train loss | acc | per seed |" in text  # the column repeating the metric is left out
   # Seeds of one arm share a config hash; each seed has its own workdir.
   assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["lr_hi", "lr_zero"]
   assert outcome["untimed_runs"] == 0 and outcome["train_seconds"] > 0
