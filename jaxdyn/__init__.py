@@ -12,15 +12,20 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
   flash-attention kernel for LongGen's hybrid stacks (Ge et al., 2024).
 - `jaxdyn.memory`: Mesa 8-bit activation residuals, MEMO-style offload / recompute plans, frozen-spatial
   ViViT training.
-- `jaxdyn.schemes`: transformer training schemes: Experts Weights Averaging (Huang, Ye et al., 2023).
+- `jaxdyn.schemes`: transformer and MoE training schemes: Experts Weights Averaging, SortedNet, delta
+  activation layers, Hecate FSSDP beside FSDP and expert parallelism.
+- `jaxdyn.detection`: boxes, ATSS and IoU-threshold anchor assignment, focal / GIoU / centerness losses,
+  COCO-style AP and synthetic shape scenes (Zhang et al., CVPR 2020).
+- `jaxdyn.diffusion`: EDM training and sampling, micro-budget deferred patch masking (Sehwag et al., 2024),
+  a classifier-feature Frechet distance.
 - `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
 """
 
 import importlib
 import importlib.metadata
 
-FAMILIES = ("attention", "bayes", "calibration", "data", "dynamics", "memory", "models", "regularization",
-            "schemes", "snn", "sparsity")
+FAMILIES = ("attention", "bayes", "calibration", "data", "detection", "diffusion", "dynamics", "memory", "models",
+            "regularization", "schemes", "snn", "sparsity")
 
 try:
   __version__ = importlib.metadata.version("jaxdyn")

@@ -11,6 +11,8 @@ with `generate` (jitted sampling with the cache) and `token_log_probs`.
 from jaxdyn.models._base import Classifier, HeadSplit, Model, is_training
 from jaxdyn.models._cnn import CNN
 from jaxdyn.models._conv import LOWERINGS, Conv2d, conv2d, conv_lowering
+from jaxdyn.models._detector import TinyDetector
+from jaxdyn.models._dit import DiT
 from jaxdyn.models._mlp import MLP
 from jaxdyn.models._resnet import ResNet, ResNet18, ResNet50
 from jaxdyn.models._transformer import (KVCache, LayerKVCache, Transformer, causal_attention, generate,
@@ -22,6 +24,7 @@ __all__ = [
     "CNN",
     "Classifier",
     "Conv2d",
+    "DiT",
     "HeadSplit",
     "KVCache",
     "LOWERINGS",
@@ -31,6 +34,7 @@ __all__ = [
     "ResNet",
     "ResNet18",
     "ResNet50",
+    "TinyDetector",
     "Transformer",
     "ViT",
     "ViViT",

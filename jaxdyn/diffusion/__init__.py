@@ -1,0 +1,18 @@
+"""Diffusion training on a micro-budget: EDM, deferred patch masking and a download-free quality metric.
+
+- EDM (Karras et al., NeurIPS 2022, https://arxiv.org/abs/2206.00364): the denoiser's preconditioning, the
+  log-normal training noise levels, the weighted loss (optionally on kept patches only), the Karras noise
+  levels and the Heun sampler (``jaxdyn.diffusion._edm``).
+- Micro-budget diffusion (Sehwag et al., 2024, https://arxiv.org/abs/2407.15811): random patch masking with
+  static shapes for deferred masking (``jaxdyn.diffusion._masking``); the model, a DiT with a patch-mixer
+  before the mask, is `jaxdyn.models.DiT`.
+- Sample quality (``jaxdyn.diffusion._quality``): a Frechet distance between Gaussian fits of a classifier's
+  features (trained here: not FID) and the classifier's accuracy per requested class.
+"""
+
+from jaxdyn.diffusion import _edm, _masking, _quality
+from jaxdyn.diffusion._edm import *  # noqa: F403  (each module lists its exports in __all__)
+from jaxdyn.diffusion._masking import *  # noqa: F403
+from jaxdyn.diffusion._quality import *  # noqa: F403
+
+__all__ = [*_edm.__all__, *_masking.__all__, *_quality.__all__]
