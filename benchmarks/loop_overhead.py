@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import jax
 import optax
 from absl import logging
 from flax import nnx
 
-from configs import default
-from experiments import callbacks, registry
-from experiments.optim import make_schedule
-from experiments.train import train_and_evaluate
-from jaxdyn.data import load_dataset, train_pipeline
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: configs/ and experiments/
+from configs import default  # noqa: E402
+from experiments import callbacks, registry  # noqa: E402
+from experiments.optim import make_schedule  # noqa: E402
+from experiments.train import train_and_evaluate  # noqa: E402
+from jaxdyn.data import load_dataset, train_pipeline  # noqa: E402
 
 
 @registry.register("callback", "window_timer_for_benchmark")
