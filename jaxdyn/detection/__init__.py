@@ -7,13 +7,17 @@
 - Losses (``jaxdyn.detection._losses``): sigmoid focal loss, centerness-weighted GIoU loss and centerness BCE,
   normalized by the number of positives.
 - COCO-style AP in NumPy (``jaxdyn.detection._ap``) and synthetic shape scenes (``jaxdyn.detection._scenes``).
+- FreeZe's training-free pose core (Caraffa et al., ECCV 2024, https://arxiv.org/abs/2312.00947): Kabsch,
+  jittable RANSAC over 3D correspondences and symmetric-object disambiguation by a second feature set
+  (``jaxdyn.detection._pose``).
 """
 
-from jaxdyn.detection import _ap, _assign, _boxes, _losses, _scenes
+from jaxdyn.detection import _ap, _assign, _boxes, _losses, _pose, _scenes
 from jaxdyn.detection._ap import *  # noqa: F403  (each module lists its exports in __all__)
 from jaxdyn.detection._assign import *  # noqa: F403
 from jaxdyn.detection._boxes import *  # noqa: F403
 from jaxdyn.detection._losses import *  # noqa: F403
+from jaxdyn.detection._pose import *  # noqa: F403
 from jaxdyn.detection._scenes import *  # noqa: F403
 
-__all__ = [*_boxes.__all__, *_assign.__all__, *_losses.__all__, *_ap.__all__, *_scenes.__all__]
+__all__ = [*_boxes.__all__, *_assign.__all__, *_losses.__all__, *_ap.__all__, *_scenes.__all__, *_pose.__all__]

@@ -8,11 +8,19 @@
   before the mask, is `jaxdyn.models.DiT`.
 - Sample quality (``jaxdyn.diffusion._quality``): a Frechet distance between Gaussian fits of a classifier's
   features (trained here: not FID) and the classifier's accuracy per requested class.
+- MotionMaster (Hu et al., 2024, https://arxiv.org/abs/2404.15789), a training-free core: the split of a
+  motion field into camera motion (background, continued into the moving-object mask by a Poisson /
+  Laplace solve) and object motion, and a least-squares affine camera model (``jaxdyn.diffusion._camera_motion``).
+- UniID (Pang et al., 2025, https://arxiv.org/abs/2512.03964), a training-free core: our reading of its
+  inference-time normalised rescaling of identity features against the text features
+  (``jaxdyn.diffusion._identity``).
 """
 
-from jaxdyn.diffusion import _edm, _masking, _quality
+from jaxdyn.diffusion import _camera_motion, _edm, _identity, _masking, _quality
+from jaxdyn.diffusion._camera_motion import *  # noqa: F403
 from jaxdyn.diffusion._edm import *  # noqa: F403  (each module lists its exports in __all__)
+from jaxdyn.diffusion._identity import *  # noqa: F403
 from jaxdyn.diffusion._masking import *  # noqa: F403
 from jaxdyn.diffusion._quality import *  # noqa: F403
 
-__all__ = [*_edm.__all__, *_masking.__all__, *_quality.__all__]
+__all__ = [*_edm.__all__, *_masking.__all__, *_quality.__all__, *_camera_motion.__all__, *_identity.__all__]

@@ -274,3 +274,69 @@ SPECS.append(Spec(f"{MOD}.TinyDetector", dict(x=IMG, in_channels=1, num_classes=
                   numbers=("in_channels", "num_classes", "width", "image_size", "anchor_scale"),
                   not_applicable={"train": "unused (no dropout or normalisation statistics)",
                                   "key": "unused (as train)"}))
+
+# FreeZe's pose core (jaxdyn.detection._pose): jittable, non-finite points propagate as NaN.
+_R_TRUE = np.linalg.qr(_rng.normal(size=(3, 3)))[0]
+_R_TRUE = _R_TRUE * np.sign(np.linalg.det(_R_TRUE))
+PTS = _rng.uniform(-1, 1, (8, 3)).astype(np.float32)
+PTS_D = (PTS @ _R_TRUE.T + np.array([0.5, 0.0, -1.0])).astype(np.float32)
+PTS_W = _rng.uniform(0.5, 2.0, 8).astype(np.float32)
+CAND_R = np.stack([_R_TRUE, _R_TRUE @ np.diag([-1.0, -1.0, 1.0])]).astype(np.float32)
+CAND_T = np.array([[0.5, 0.0, -1.0]] * 2, np.float32)
+bad_points = st.sampled_from([np.ones((8, 2), np.float32), np.ones((8,), np.float32), np.ones((2, 8, 3), np.float32),
+                              np.ones((8, 3), np.complex64)])
+bad_matches = st.sampled_from([np.ones((7, 3), np.float32), np.ones((8, 2), np.float32), np.ones((8,), np.float32)])
+bad_threshold = st.one_of(st.floats(max_value=0.0), st.just(math.nan), st.just(math.inf), st.booleans(), st.just("0.1"))
+_RP = dict(num_iterations=8, inlier_threshold=0.1)
+_KEY = jax.random.key(0)
+
+case(f"{DET}.kabsch", "src", bad_points)(lambda v: fn(f"{DET}.kabsch")(v, PTS_D))
+case(f"{DET}.kabsch", "dst", bad_matches)(lambda v: fn(f"{DET}.kabsch")(PTS, v))
+case(f"{DET}.kabsch", "weights", st.sampled_from([np.ones(7, np.float32), np.ones((8, 1), np.float32),
+                                                  -PTS_W, np.zeros(8, np.float32), PTS_W * np.nan]))(
+    lambda v: fn(f"{DET}.kabsch")(PTS, PTS_D, v))
+case(f"{DET}.kabsch", "weights", st.floats(min_value=-1e30, max_value=-1e-6))(
+    lambda v: fn(f"{DET}.kabsch")(PTS, PTS_D, np.where(np.arange(8) == 2, v, PTS_W).astype(np.float32)))
+case(f"{DET}.ransac_pose", "src", bad_points)(lambda v: fn(f"{DET}.ransac_pose")(_KEY, v, PTS_D, **_RP))
+case(f"{DET}.ransac_pose", "dst", bad_matches)(lambda v: fn(f"{DET}.ransac_pose")(_KEY, PTS, v, **_RP))
+case(f"{DET}.ransac_pose", "num_iterations", bad_count)(
+    lambda v: fn(f"{DET}.ransac_pose")(_KEY, PTS, PTS_D, num_iterations=v, inlier_threshold=0.1))
+case(f"{DET}.ransac_pose", "inlier_threshold", bad_threshold)(
+    lambda v: fn(f"{DET}.ransac_pose")(_KEY, PTS, PTS_D, num_iterations=8, inlier_threshold=v))
+case(f"{DET}.ransac_pose", "sample_size", st.one_of(st.integers(max_value=2), st.integers(9, 100), non_integral,
+                                                    st.booleans()))(
+    lambda v: fn(f"{DET}.ransac_pose")(_KEY, PTS, PTS_D, **_RP, sample_size=v))
+case(f"{DET}.disambiguate_pose", "candidates_R",
+     st.sampled_from([np.eye(3, dtype=np.float32), np.ones((2, 3, 2), np.float32), np.zeros((0, 3, 3), np.float32),
+                      np.ones((2, 3, 3), np.complex64)]))(
+    lambda v: fn(f"{DET}.disambiguate_pose")(v, CAND_T[:len(v)] if np.ndim(v) == 3 else CAND_T, PTS, PTS_D,
+                                             inlier_threshold=0.1))
+case(f"{DET}.disambiguate_pose", "candidates_t",
+     st.sampled_from([np.zeros((3, 3), np.float32), np.zeros((2, 2), np.float32), np.zeros(3, np.float32)]))(
+    lambda v: fn(f"{DET}.disambiguate_pose")(CAND_R, v, PTS, PTS_D, inlier_threshold=0.1))
+case(f"{DET}.disambiguate_pose", "src2", bad_points)(
+    lambda v: fn(f"{DET}.disambiguate_pose")(CAND_R, CAND_T, v, PTS_D, inlier_threshold=0.1))
+case(f"{DET}.disambiguate_pose", "dst2", bad_matches)(
+    lambda v: fn(f"{DET}.disambiguate_pose")(CAND_R, CAND_T, PTS, v, inlier_threshold=0.1))
+case(f"{DET}.disambiguate_pose", "inlier_threshold", bad_threshold)(
+    lambda v: fn(f"{DET}.disambiguate_pose")(CAND_R, CAND_T, PTS, PTS_D, inlier_threshold=v))
+
+_PTS_RANGES = st.sampled_from([PTS * 1e-3, PTS * 1e4, PTS.astype(np.float16), np.zeros((8, 3), np.float32)])
+SPECS += [
+    Spec(f"{DET}.kabsch", dict(src=PTS, dst=PTS_D, weights=PTS_W), floats=("src", "dst", "weights"), jit=True,
+         batch=("src", "dst", "weights"),
+         ranges={"src": _PTS_RANGES, "dst": _PTS_RANGES,
+                 "weights": st.sampled_from([PTS_W * 1e-20, PTS_W * 1e20, np.eye(8, dtype=np.float32)[3]])}),
+    Spec(f"{DET}.ransac_pose", dict(key=_KEY, src=PTS, dst=PTS_D, num_iterations=8, inlier_threshold=0.1,
+                                    sample_size=3),
+         floats=("src", "dst"), keys=("key",), jit=True, batch=("src", "dst"),
+         numbers=("num_iterations", "inlier_threshold", "sample_size"),
+         ranges={"src": _PTS_RANGES, "inlier_threshold": st.sampled_from([1e-12, 1e12])}),
+    Spec(f"{DET}.disambiguate_pose", dict(candidates_R=CAND_R, candidates_t=CAND_T, src2=PTS, dst2=PTS_D,
+                                          inlier_threshold=0.1),
+         floats=("candidates_R", "candidates_t", "src2", "dst2"), jit=True, batch=("src2", "dst2"),
+         numbers=("inlier_threshold",),
+         ranges={"src2": _PTS_RANGES, "inlier_threshold": st.sampled_from([1e-12, 1e12])}),
+]
+EXEMPT.update({f"{DET}.RansacPose": "a NamedTuple of ransac_pose's outputs",
+               f"{DET}.PoseChoice": "a NamedTuple of disambiguate_pose's outputs"})

@@ -174,3 +174,58 @@ SPECS.append(Spec(DIT, dict(x=X8, noise_labels=NOISE, class_labels=LABELS, dim=8
                                                          "depth", "num_heads", "mlp_ratio")},
                                   "keep": "integer patch indices (not class ids); range, shape and dtype checked by "
                                           "Cases; entries of masked patches are not read"}))
+
+# --- MotionMaster camera-motion disentanglement (jaxdyn.diffusion._camera_motion) ----------------------
+FLOW = np.asarray(jax.random.normal(jax.random.key(5), (6, 7, 2)), np.float32)
+MASK = np.zeros((6, 7), bool)
+MASK[2:4, 2:5] = True
+AFFINE = np.array([[0.1, -0.2, 1.0], [0.3, 0.05, -2.0]], np.float32)
+_MASK_WHY = "a boolean region (not a float or class id); its shape and dtype are checked by Cases"
+bad_iters = st.one_of(st.integers(max_value=-1), non_integral, st.booleans())
+for _name, _field in (("fit_affine_flow", "flow"), ("harmonic_fill", "field"), ("disentangle_camera_motion", "flow")):
+  case(f"{DIF}.{_name}", "mask", st.sampled_from([(6, 6), (5, 7), (6,), (6, 7, 1)]))(
+      lambda shape, n=_name: fn(f"{DIF}.{n}")(FLOW, np.zeros(shape, bool)))
+  case(f"{DIF}.{_name}", "mask", st.sampled_from([np.float32, np.int32, np.uint8]))(
+      lambda dt, n=_name: fn(f"{DIF}.{n}")(FLOW, MASK.astype(dt)))
+  case(f"{DIF}.{_name}", _field, st.sampled_from([(6, 7), (6,), (2, 6, 7, 2)]))(
+      lambda shape, n=_name: fn(f"{DIF}.{n}")(np.zeros(shape, np.float32), MASK))
+  case(f"{DIF}.{_name}", _field, st.sampled_from([np.complex64, np.complex128, "0-row"]))(
+      lambda dt, n=_name: fn(f"{DIF}.{n}")(FLOW[:0] if dt == "0-row" else FLOW.astype(dt),
+                                           MASK[:0] if dt == "0-row" else MASK))
+for _name in ("harmonic_fill", "disentangle_camera_motion"):
+  case(f"{DIF}.{_name}", "num_iters", bad_iters)(lambda v, n=_name: fn(f"{DIF}.{n}")(FLOW, MASK, num_iters=v))
+  case(f"{DIF}.{_name}", "tol", st.one_of(bad_rate, st.booleans()))(
+      lambda v, n=_name: fn(f"{DIF}.{n}")(FLOW, MASK, tol=v))
+case(f"{DIF}.affine_flow", "params", st.sampled_from([(2, 2), (2, 4), (6,), (2, 3, 1)]))(
+    lambda shape: fn(f"{DIF}.affine_flow")(np.zeros(shape, np.float32), 4, 5))
+for _arg in ("height", "width"):
+  case(f"{DIF}.affine_flow", _arg, bad_count)(lambda v, a=_arg: fn(f"{DIF}.affine_flow")(AFFINE, **{
+      "height": 4, "width": 5, a: v}))
+
+SPECS += [
+    Spec(f"{DIF}.affine_flow", dict(params=AFFINE, height=4, width=5), floats=("params",), jit=True,
+         batch=("params",), empty=lambda out: np.shape(out) == (4, 5, 0), numbers=("height", "width")),
+    Spec(f"{DIF}.fit_affine_flow", dict(flow=FLOW, mask=MASK), floats=("flow",), jit=True, batch=("flow", "mask"),
+         not_applicable={"mask": _MASK_WHY}),
+    Spec(f"{DIF}.harmonic_fill", dict(field=FLOW, mask=MASK, num_iters=30, tol=1e-6), floats=("field",), jit=True,
+         batch=("field", "mask"), numbers=("num_iters", "tol"), not_applicable={"mask": _MASK_WHY}),
+    Spec(f"{DIF}.disentangle_camera_motion", dict(flow=FLOW, mask=MASK, num_iters=30, tol=1e-6), floats=("flow",),
+         jit=True, batch=("flow", "mask"), numbers=("num_iters", "tol"), not_applicable={"mask": _MASK_WHY}),
+]
+
+# --- UniID normalised rescaling (jaxdyn.diffusion._identity) -------------------------------------------
+F_ID = np.asarray(jax.random.normal(jax.random.key(6), (B, 3, 4)), np.float32)
+F_TXT = np.asarray(jax.random.normal(jax.random.key(7), (B, 3, 4)), np.float32)
+bad_scale = st.one_of(st.floats(max_value=-1e-6), st.floats(min_value=100.001), st.just(math.nan), st.booleans())
+_ID_ARGS = {"normalized_rescale": ("identity", "reference"), "inject_identity": ("reference", "identity")}
+for _name, (_a0, _a1) in _ID_ARGS.items():
+  case(f"{DIF}.{_name}", "scale", bad_scale)(lambda v, n=_name: fn(f"{DIF}.{n}")(identity=F_ID, reference=F_TXT,
+                                                                                 scale=v))
+  case(f"{DIF}.{_name}", "reference", st.sampled_from([(B, 3, 5), (B, 2, 4), (B - 1, 3, 4), (B, 12)]))(
+      lambda shape, n=_name: fn(f"{DIF}.{n}")(identity=F_ID, reference=np.ones(shape, np.float32)))
+  case(f"{DIF}.{_name}", "identity", st.sampled_from([(4,), (B, 3, 4, 1), ()]))(
+      lambda shape, n=_name: fn(f"{DIF}.{n}")(identity=np.ones(shape, np.float32),
+                                              reference=np.ones(shape, np.float32)))
+  SPECS.append(Spec(f"{DIF}.{_name}", dict(identity=F_ID, reference=F_TXT, scale=1.5), floats=(_a0, _a1), jit=True,
+                    batch=(_a0, _a1), empty=lambda out: np.shape(out) == (0, 3, 4), numbers=("scale",),
+                    ranges={"scale": st.sampled_from([0.0, 1e-3, 100.0])}))
