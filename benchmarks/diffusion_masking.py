@@ -51,7 +51,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing
@@ -59,48 +58,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: t
 from _timing import timed  # noqa: E402
 
 from configs.microdiff_digits import get_config  # noqa: E402
-from jaxdyn import diffusion  # noqa: E402
+from experiments.techniques.diffusion import micro  # noqa: E402
 from jaxdyn.data import load_dataset  # noqa: E402
 from jaxdyn.models import DiT  # noqa: E402
 
 ARMS = (("0% + mixer", 0.0, True), ("75% + mixer", 0.75, True), ("75% no mixer", 0.75, False))
 
 
-def _flops(compiled) -> float:
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost["flops"])
-
-
 def make_step(c, image_size: int, patch_size: int, mask_ratio: float, mixer: bool, xb, yb):
-  """The claim runner's train step for one arm, compiled; returns ``(compiled, args)``."""
+  """The claim runner's train step (`micro.make_train_step`) for one arm, compiled; returns ``(compiled, args)``."""
   model = DiT(1, 10, image_size=image_size, patch_size=patch_size, dim=c.dim, depth=c.depth, num_heads=c.num_heads,
               mlp_ratio=c.mlp_ratio, mixer_depth=c.mixer_depth if mixer else 0, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model)
-  sched = optax.warmup_cosine_decay_schedule(0.0, c.learning_rate, min(100, c.steps // 10 + 1),
-                                             c.steps + c.finetune_steps + 1, 0.1 * c.learning_rate)
-  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(sched))
-  t_patches = model.num_patches
-
-  def step(params, opt_state, xb, yb, key):
-    ks, kn, km = jax.random.split(key, 3)
-    sigma = diffusion.edm_sigma_sample(ks, xb.shape[0], p_mean=c.p_mean, p_std=c.p_std)
-    noisy = xb + sigma[:, None, None, None] * jax.random.normal(kn, xb.shape)
-
-    def loss(p):
-      s = diffusion.edm_preconditioning(sigma, sigma_data=c.sigma_data)
-      m = nnx.merge(graphdef, p)
-      keep = diffusion.random_keep_indices(km, xb.shape[0], t_patches, mask_ratio) if mask_ratio > 0 else None
-      f = m(s.c_in[:, None, None, None] * noisy, s.c_noise, yb, keep=keep)
-      d = s.c_skip[:, None, None, None] * noisy + s.c_out[:, None, None, None] * f
-      return diffusion.edm_loss(d, xb, sigma, sigma_data=c.sigma_data, keep=keep, patch_size=patch_size)
-
-    value, g = jax.value_and_grad(loss)(params)
-    u, opt_state = opt.update(g, opt_state, params)
-    return optax.apply_updates(params, u), opt_state, value
-
+  params = nnx.state(model)
+  opt = micro.make_optimizer(c.learning_rate, c.steps, c.finetune_steps)
   args = (params, opt.init(params), xb, yb, jax.random.key(0))
-  return jax.jit(step).lower(*args).compile(), args
+  return jax.jit(micro.make_train_step(c, model, opt, mask_ratio)).lower(*args).compile(), args
 
 
 def main():
@@ -132,7 +104,7 @@ def main():
     rows = []
     for arm, mask_ratio, mixer in ARMS:
       compiled, step_args = make_step(c, image, patch, mask_ratio, mixer, xb, yb)
-      rows.append(dict(arm=arm, fn=compiled, args=step_args, flops=_flops(compiled),
+      rows.append(dict(arm=arm, fn=compiled, args=step_args, flops=micro.compiled_flops(compiled),
                        temp=compiled.memory_analysis().temp_size_in_bytes, times=[]))
     for _ in range(args.rounds):
       for row in rows:

@@ -95,6 +95,7 @@ import optax
 from flax import nnx
 
 from configs import microdiff_digits
+from experiments.techniques.diffusion import micro
 from jaxdyn import diffusion
 from jaxdyn.data import load_dataset
 from jaxdyn.models import MLP, DiT
@@ -188,47 +189,25 @@ plt.show()
 # %% [markdown]
 # ## Training a small DiT with 75% deferred masking
 # The claim's DiT (2x2 patches, width 64, 4 backbone blocks after a 1-block patch-mixer, adaLN-Zero, class
-# conditioning) as an EDM denoiser, Adam with warm-up and cosine decay. The train step is the one of
-# `experiments/techniques/diffusion/micro.py` (its runner trains, samples and scores in one call, so the
-# notebook spells the step out): noise each digit at a log-normal `sigma`, run the model on the kept
-# patches (`keep`), and take the weighted EDM loss on those patches only. The same step with mask ratio 0
+# conditioning) as an EDM denoiser, Adam with warm-up and cosine decay. The train step is the claim runner's
+# (`micro.make_train_step` in `experiments/techniques/diffusion/micro.py`): noise each digit at a
+# log-normal `sigma`, run the model on the kept patches (`keep`), and take the weighted EDM loss on those
+# patches only. The same step with mask ratio 0
 # is the final unmasked fine-tune. XLA's cost analysis of the two compiled steps gives their FLOPs.
 
 # %%
 model = DiT(1, 10, image_size=8, patch_size=P, dim=C.dim, depth=C.depth, num_heads=C.num_heads,
             mlp_ratio=C.mlp_ratio, mixer_depth=C.mixer_depth, rngs=nnx.Rngs(0))
 graphdef, params = nnx.split(model)
-schedule = optax.warmup_cosine_decay_schedule(0.0, C.learning_rate, min(100, STEPS // 10 + 1),
-                                              STEPS + FINETUNE + 1, 0.1 * C.learning_rate)
-opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+opt = micro.make_optimizer(C.learning_rate, STEPS, FINETUNE)  # the claim runner's optimizer and step
 opt_state = opt.init(params)
-expand = lambda v: v[:, None, None, None]  # noqa: E731  (B,) -> (B, 1, 1, 1)
 
 
 def make_step(mask_ratio):
-  def step(params, opt_state, xb, yb, key):
-    ks, kn, km = jax.random.split(key, 3)
-    sigma = diffusion.edm_sigma_sample(ks, xb.shape[0], p_mean=C.p_mean, p_std=C.p_std)
-    noisy = xb + expand(sigma) * jax.random.normal(kn, xb.shape)
-    keep = diffusion.random_keep_indices(km, xb.shape[0], T, mask_ratio) if mask_ratio > 0 else None
-
-    def loss(p):
-      s = diffusion.edm_preconditioning(sigma, sigma_data=C.sigma_data)
-      f = nnx.merge(graphdef, p)(expand(s.c_in) * noisy, s.c_noise, yb, keep=keep)
-      denoised = expand(s.c_skip) * noisy + expand(s.c_out) * f
-      return diffusion.edm_loss(denoised, xb, sigma, sigma_data=C.sigma_data, keep=keep, patch_size=P)
-
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value
-  return jax.jit(step)
+  return jax.jit(micro.make_train_step(C, model, opt, mask_ratio))
 
 
-def flops(compiled):
-  cost = compiled.cost_analysis()
-  return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
-
-
+flops = micro.compiled_flops
 example = (params, opt_state, jnp.asarray(x_train[:BATCH]), jnp.asarray(y_train[:BATCH]), jax.random.key(0))
 masked_step = make_step(C.mask_ratio).lower(*example).compile()
 full_step = make_step(0.0).lower(*example).compile()

@@ -67,10 +67,50 @@ def _train_classifier(x, y, xt, yt, *, steps: int, seed: int):
   return apply, acc
 
 
-def _flops(compiled) -> float:
+def compiled_flops(compiled) -> float:
+  """XLA's FLOP count of a compiled program (`jax.stages.Compiled.cost_analysis`)."""
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost["flops"])
+
+
+def make_optimizer(learning_rate: float, steps: int, finetune_steps: int) -> optax.GradientTransformation:
+  """The runner's optimizer: Adam after global-norm clipping at 1, warm-up then cosine decay to a tenth."""
+  sched = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(100, steps // 10 + 1),
+                                             steps + finetune_steps + 1, 0.1 * learning_rate)
+  return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(sched))
+
+
+def make_train_step(c, model: DiT, opt: optax.GradientTransformation, mask_ratio: float):
+  """The runner's EDM train step for ``model``'s architecture (not jitted).
+
+  ``step(params, opt_state, xb, yb, key) -> (params, opt_state, loss)`` with ``params`` from
+  ``nnx.split(model)``: noise levels from EDM's log-normal, the preconditioned DiT with a random
+  ``mask_ratio`` of its patches masked (none at 0), the EDM loss on the kept patches, one ``opt`` update.
+  ``c`` is the config's ``diffusion`` block (``p_mean``, ``p_std``, ``sigma_data``). The benchmark and
+  the notebook train with this same step.
+  """
+  graphdef = nnx.graphdef(model)
+  num_patches, patch_size = model.num_patches, model.patch_size
+
+  def step(params, opt_state, xb, yb, key):
+    ks, kn, km = jax.random.split(key, 3)
+    sigma = diffusion.edm_sigma_sample(ks, xb.shape[0], p_mean=c.p_mean, p_std=c.p_std)
+    noisy = xb + sigma[:, None, None, None] * jax.random.normal(kn, xb.shape)
+
+    def loss(p):
+      s = diffusion.edm_preconditioning(sigma, sigma_data=c.sigma_data)
+      m = nnx.merge(graphdef, p)
+      keep = diffusion.random_keep_indices(km, xb.shape[0], num_patches, mask_ratio) if mask_ratio > 0 else None
+      f = m(s.c_in[:, None, None, None] * noisy, s.c_noise, yb, keep=keep)
+      d = s.c_skip[:, None, None, None] * noisy + s.c_out[:, None, None, None] * f
+      return diffusion.edm_loss(d, xb, sigma, sigma_data=c.sigma_data, keep=keep, patch_size=patch_size)
+
+    value, g = jax.value_and_grad(loss)(params)
+    u, opt_state = opt.update(g, opt_state, params)
+    return optax.apply_updates(params, u), opt_state, value
+
+  return step
 
 
 def run(config) -> dict[str, Any]:
@@ -82,37 +122,18 @@ def run(config) -> dict[str, Any]:
   model = DiT(1, 10, image_size=8, patch_size=c.patch_size, dim=c.dim, depth=c.depth, num_heads=c.num_heads,
               mlp_ratio=c.mlp_ratio, mixer_depth=c.mixer_depth, rngs=nnx.Rngs(seed))
   graphdef, params = nnx.split(model)
-  sched = optax.warmup_cosine_decay_schedule(0.0, c.learning_rate, min(100, c.steps // 10 + 1),
-                                             c.steps + c.finetune_steps + 1, 0.1 * c.learning_rate)
-  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(sched))
+  opt = make_optimizer(c.learning_rate, c.steps, c.finetune_steps)
   opt_state = opt.init(params)
-  t_patches = model.num_patches
 
   def make_step(mask_ratio):
-    def step(params, opt_state, xb, yb, key):
-      ks, kn, km = jax.random.split(key, 3)
-      sigma = diffusion.edm_sigma_sample(ks, xb.shape[0], p_mean=c.p_mean, p_std=c.p_std)
-      noisy = xb + sigma[:, None, None, None] * jax.random.normal(kn, xb.shape)
-
-      def loss(p):
-        s = diffusion.edm_preconditioning(sigma, sigma_data=c.sigma_data)
-        m = nnx.merge(graphdef, p)
-        keep = (diffusion.random_keep_indices(km, xb.shape[0], t_patches, mask_ratio) if mask_ratio > 0 else None)
-        f = m(s.c_in[:, None, None, None] * noisy, s.c_noise, yb, keep=keep)
-        d = s.c_skip[:, None, None, None] * noisy + s.c_out[:, None, None, None] * f
-        return diffusion.edm_loss(d, xb, sigma, sigma_data=c.sigma_data, keep=keep, patch_size=c.patch_size)
-
-      value, g = jax.value_and_grad(loss)(params)
-      u, opt_state = opt.update(g, opt_state, params)
-      return optax.apply_updates(params, u), opt_state, value
-    return jax.jit(step)
+    return jax.jit(make_train_step(c, model, opt, mask_ratio))
 
   xb0, yb0 = jnp.asarray(x[: c.batch]), jnp.asarray(y[: c.batch])
   args = (params, opt_state, xb0, yb0, jax.random.key(0))
   masked_step = make_step(float(c.mask_ratio)).lower(*args).compile()
   full_step = make_step(0.0).lower(*args).compile()
-  flops = c.steps * _flops(masked_step) + c.finetune_steps * _flops(full_step)
-  flops_unmasked = (c.steps + c.finetune_steps) * _flops(full_step)
+  flops = c.steps * compiled_flops(masked_step) + c.finetune_steps * compiled_flops(full_step)
+  flops_unmasked = (c.steps + c.finetune_steps) * compiled_flops(full_step)
 
   rng = np.random.default_rng(seed)
   key = jax.random.key(seed)
