@@ -72,9 +72,21 @@ def _fit(model_name):
 MODELS = [e.name for e in _pieces("model")]  # registration order within a module; sorted by name
 
 
+@functools.cache
+def _num_params(model_name) -> int:
+  """Parameters of the model at its tiny size on its dataset (shapes only, nothing initialised)."""
+  e = registry.entry("model", model_name)
+  shape, classes = _shape(_fit(model_name)[0])
+  model = nnx.eval_shape(lambda: e.obj(shape, classes, nnx.Rngs(0), **e.tiny))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
 def _smallest(requires):
-  """The first model (mlp-like models first) whose capabilities cover ``requires``."""
-  order = sorted(MODELS, key=lambda m: (_fit(m)[0] != "mnist1d", "resnet" in m or "vgg" in m or "vit" in m, m))
+  """The smallest model whose capabilities cover ``requires``: 1-D models first, then the families
+  that compile slowly at any size (ResNets, VGG, ViTs) last, then by parameter count (so ``ce``
+  runs on the plain CNN, not on the Bayesian one that samples its weights)."""
+  order = sorted(MODELS, key=lambda m: (_fit(m)[0] != "mnist1d", "resnet" in m or "vgg" in m or "vit" in m,
+                                        _num_params(m), m))
   for m in order:
     if set(requires) <= _fit(m)[1]:
       return m
