@@ -15,9 +15,13 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
 - `jaxdyn.schemes`: transformer and MoE training schemes: Experts Weights Averaging, SortedNet, delta
   activation layers, Hecate FSSDP beside FSDP and expert parallelism.
 - `jaxdyn.detection`: boxes, ATSS and IoU-threshold anchor assignment, focal / GIoU / centerness losses,
-  COCO-style AP and synthetic shape scenes (Zhang et al., CVPR 2020).
+  COCO-style AP, synthetic shape scenes and sequences (Zhang et al., CVPR 2020), historical object
+  prediction (Zong et al., ICCV 2023), FreeZe's pose core.
 - `jaxdyn.diffusion`: EDM training and sampling, micro-budget deferred patch masking (Sehwag et al., 2024),
-  a classifier-feature Frechet distance.
+  a classifier-feature Frechet distance, Embedded Representation Warmup (Liu et al., 2025), HarmoniCa's
+  learned feature cache (Huang et al., 2024), MotionMaster's and UniID's training-free cores.
+- `jaxdyn.text`: language-model data: dataset decomposition and its length curriculum (Pouransari et al.,
+  NeurIPS 2024), concat-and-chunk with document-boundary segment ids, attention-FLOP accounting.
 - `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
 """
 
@@ -25,7 +29,7 @@ import importlib
 import importlib.metadata
 
 FAMILIES = ("attention", "bayes", "calibration", "data", "detection", "diffusion", "dynamics", "memory", "models",
-            "regularization", "schemes", "snn", "sparsity")
+            "regularization", "schemes", "snn", "sparsity", "text")
 
 try:
   __version__ = importlib.metadata.version("jaxdyn")

@@ -4,7 +4,8 @@
 action ``clips`` and their ``clip_frames`` offline;
 ``tfds:<name>`` through ``tfds.data_source``); ``train_pipeline`` turns a source into a seeded,
 per-process-sharded stream of batches, optionally augmented (``random_crop_flip``, the standard CIFAR
-crop and flip).
+crop and flip). ``load_stdlib_corpus`` gives the Python standard library's sources as byte-token documents
+(a real offline text corpus, split by file) and ``synthetic_documents`` variable-length test documents.
 """
 
 from jaxdyn.data._augment import AUGMENTATIONS, get_augmentation, random_crop_flip
@@ -18,18 +19,34 @@ from jaxdyn.data._sources import (
     default_cache_dir,
     load_dataset,
 )
+from jaxdyn.data._text import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    VOCAB_SIZE,
+    TextCorpus,
+    load_stdlib_corpus,
+    synthetic_documents,
+)
 
 __all__ = [
     "AUGMENTATIONS",
+    "BOS_ID",
     "DATASETS",
+    "EOS_ID",
+    "PAD_ID",
+    "VOCAB_SIZE",
     "ArraySource",
     "Dataset",
     "DatasetNotPreparedError",
+    "TextCorpus",
     "check_dataset_name",
     "default_cache_dir",
     "eval_batches",
     "get_augmentation",
     "load_dataset",
+    "load_stdlib_corpus",
     "random_crop_flip",
+    "synthetic_documents",
     "train_pipeline",
 ]

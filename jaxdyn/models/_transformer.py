@@ -33,6 +33,23 @@ training step, `Transformer.features` without ``positions``). It must equal
 from the static shape, it can build a concrete mask and run a block-sparse kernel
 (`jaxdyn.attention.sink_window_attention` does, on GPU and TPU).
 
+Document-boundary masks (segment ids)
+-------------------------------------
+`Transformer.features` (and ``__call__``) take optional ``segment_ids`` ``(batch, seq)`` integers: a token
+then attends only to earlier tokens (by index and by position) of its own segment, as packed
+sequences of several documents need (`jaxdyn.text.concat_and_chunk`). Positions become per row,
+``(batch, seq)``: by default they restart at 0 at the start of every run of equal consecutive segment
+ids, so each document sees the positions it would see alone. Per-row positions and segment ids do not
+fit the protocol above (positions shared by the batch), so they reach an attention function only
+through a second form it may carry, a ``segments`` attribute:
+``fn.segments(q, k, v, *, q_positions, k_positions, q_segment_ids, k_segment_ids) -> out`` with
+``(batch, len)`` positions and segment ids for queries and keys (here the same tokens: there is no
+cache). `causal_attention` carries one (dense attention with the mask ``seg_k == seg_q``, ``0 <= k_pos
+<= q_pos`` and key index <= query index); a layer whose attention function has no ``segments`` form
+makes a call with ``segment_ids`` raise a ``ValueError`` naming ``segment_ids`` and the layer, rather
+than silently attending across documents. Without ``segment_ids`` nothing changes: the same
+functions run on the same arrays (the results are bit-identical to a model without this feature).
+
 The cache layout
 ----------------
 `Transformer.init_cache` returns a `KVCache`: ``layers``, one `LayerKVCache` per block, each with
@@ -129,6 +146,30 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_positions: j
   return _masked_attention(q, k, v, mask)
 
 
+def _segment_causal_attention(q, k, v, *, q_positions, k_positions, q_segment_ids, k_segment_ids):
+  """`causal_attention` within segments: ``(batch, len)`` positions and segment ids (the ``segments`` form).
+
+  The mask ``m_bij = [seg^k_bj = seg^q_bi] [0 <= p^k_bj <= p^q_bi] [j <= i]``; queries and keys are the
+  same tokens (no cache), so the index condition keeps a segment that reappears later in a row causal.
+  """
+  qp, kp = jnp.asarray(q_positions), jnp.asarray(k_positions)
+  qs, ks = jnp.asarray(q_segment_ids), jnp.asarray(k_segment_ids)
+  index = jnp.arange(k.shape[1])[None, :] <= jnp.arange(q.shape[1])[:, None]
+  mask = ((ks[:, None, :] == qs[:, :, None]) & (kp[:, None, :] >= 0) & (kp[:, None, :] <= qp[:, :, None])
+          & index[None])
+  dtype = jnp.promote_types(q.dtype, jnp.float32)
+  scale = 1.0 / math.sqrt(q.shape[-1])
+  s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(dtype), k.astype(dtype)) * scale
+  m = mask[:, None]  # (batch, 1, q_len, k_len)
+  live = jnp.any(m, axis=-1, keepdims=True)
+  s = jnp.where(live, jnp.where(m, s, -jnp.inf), 0.0)
+  out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(s, axis=-1), v.astype(dtype))
+  return jnp.where(jnp.swapaxes(live, 1, 2), out, 0.0).astype(v.dtype)
+
+
+causal_attention.segments = _segment_causal_attention
+
+
 def _masked_attention(q, k, v, mask):
   """Softmax attention with a boolean ``(q_len, k_len)`` mask; rows with no allowed key give zeros.
 
@@ -157,6 +198,9 @@ def _check_positions(name, positions, length):
 def rope(x: jax.Array, positions: jax.Array, *, base: float = 10000.0) -> jax.Array:
   """Rotary position embedding of ``x`` (..., seq, heads, head_dim) at integer ``positions`` (seq,).
 
+  ``positions`` may also be ``(batch, seq)`` for ``x`` ``(batch, seq, heads, head_dim)``: one row of
+  positions per sequence (packed documents, see `Transformer.features`).
+
   The half-split form (GPT-NeoX, LLaMA): dimension ``i < head_dim/2`` is paired with ``i + head_dim/2``
   and the pair is rotated by the angle ``p * base**(-2i/head_dim)``. Su et al. pair neighbouring
   dimensions ``(2i, 2i+1)`` instead; the two differ by a fixed permutation of the head dimensions, which
@@ -165,8 +209,8 @@ def rope(x: jax.Array, positions: jax.Array, *, base: float = 10000.0) -> jax.Ar
   """
   half = x.shape[-1] // 2
   inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) * 2.0 / x.shape[-1])
-  angle = jnp.asarray(positions, jnp.float32)[:, None] * inv_freq[None, :]  # (seq, half)
-  cos, sin = jnp.cos(angle)[:, None, :], jnp.sin(angle)[:, None, :]  # broadcast over heads
+  angle = jnp.asarray(positions, jnp.float32)[..., None] * inv_freq  # (seq, half) or (batch, seq, half)
+  cos, sin = jnp.cos(angle)[..., None, :], jnp.sin(angle)[..., None, :]  # broadcast over heads
   x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
@@ -295,8 +339,11 @@ class _Block(nnx.Module):
     self.up = nnx.Linear(dim, (2 if mlp == "swiglu" else 1) * hidden, use_bias=False, rngs=rngs)
     self.down = nnx.Linear(hidden, dim, use_bias=False, rngs=rngs)
 
-  def __call__(self, x, positions, *, cache=None, dropout=None, contiguous=False, split=None):
+  def __call__(self, x, positions, *, cache=None, dropout=None, contiguous=False, split=None, segment_ids=None):
     """``dropout`` is ``(rate, key)`` or None; returns the new residual stream and the written cache.
+
+    ``segment_ids``: None, or ``(batch, seq)`` ids with ``positions`` ``(batch, seq)`` (no cache): the
+    attention function's ``segments`` form runs.
 
     ``contiguous``: ``positions`` is ``0 .. seq-1`` (then, without a cache, the attention function's
     ``contiguous`` form runs if it has one). ``split``: the token split of the named activations
@@ -315,7 +362,10 @@ class _Block(nnx.Module):
       k_pos = jnp.concatenate([cache.positions, positions])
       cache = cache.write(k, v, positions)
     whole = getattr(self.attention_fn, "contiguous", None) if contiguous and cache is None else None
-    if whole is not None:
+    if segment_ids is not None:
+      a = self.attention_fn.segments(q, keys, values, q_positions=positions, k_positions=k_pos,
+                                     q_segment_ids=segment_ids, k_segment_ids=segment_ids)
+    elif whole is not None:
       a = whole(q, keys, values)
     else:
       a = self.attention_fn(q, keys, values, q_positions=positions, k_positions=k_pos)
@@ -336,14 +386,15 @@ class _Block(nnx.Module):
     return x + h, cache
 
 
-def _checkpointed_block(blk, x, positions, dropout, contiguous, policy, split):
+def _checkpointed_block(blk, x, positions, dropout, contiguous, policy, split, segment_ids=None):
   """One block under ``jax.checkpoint(policy)``: its named activations are saved, offloaded or recomputed."""
   rate = None if dropout is None else dropout[0]
 
-  def run(x, positions, key):
-    return blk(x, positions, dropout=None if key is None else (rate, key), contiguous=contiguous, split=split)[0]
+  def run(x, positions, key, segment_ids):
+    return blk(x, positions, dropout=None if key is None else (rate, key), contiguous=contiguous, split=split,
+               segment_ids=segment_ids)[0]
 
-  return jax.checkpoint(run, policy=policy)(x, positions, None if dropout is None else dropout[1])
+  return jax.checkpoint(run, policy=policy)(x, positions, None if dropout is None else dropout[1], segment_ids)
 
 
 class Transformer(nnx.Module):
@@ -449,13 +500,21 @@ class Transformer(nnx.Module):
     ok = _validation.labels_valid(tokens, self.vocab_size)
     return _validation.nan_unless(ok[..., None], table[jnp.clip(tokens, 0, self.vocab_size - 1)])
 
-  def features(self, tokens: jax.Array, *, positions: jax.Array | None = None, train: bool | None = None,
-               key: jax.Array | None = None, remat: Sequence[Any] | None = None) -> jax.Array:
+  def features(self, tokens: jax.Array, *, positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
+               train: bool | None = None, key: jax.Array | None = None,
+               remat: Sequence[Any] | None = None) -> jax.Array:
     """The final-normed hidden states ``(batch, seq, dim)`` of ``tokens`` at ``positions``.
 
     ``positions`` (``(seq,)`` integers, default ``0 .. seq-1``) are the absolute positions RoPE and the
     attention functions see; shifting them all by a constant leaves the output unchanged up to float
     rounding of the rotation angles (RoPE is relative).
+
+    ``segment_ids`` (default None) are ``(batch, seq)`` integers marking which document each token
+    belongs to (`jaxdyn.text.concat_and_chunk`): a token attends only to earlier tokens of its own
+    segment, so each segment's output equals the model run on that segment alone (up to float
+    rounding). ``positions`` may then be ``(seq,)``, ``(batch, seq)``, or None: per row, restarting at
+    0 at the start of every run of equal consecutive ids. Every layer's attention function needs a
+    ``segments`` form (module docstring; `causal_attention` has one), else this raises.
 
     ``remat`` (default None: no block is checkpointed) runs blocks under ``jax.checkpoint``, one entry per
     block: None (the block runs plainly and its backward keeps whatever autodiff saves), a
@@ -469,10 +528,14 @@ class Transformer(nnx.Module):
     _check_tokens("tokens", tokens, self.vocab_size)
     tokens = jnp.asarray(tokens)
     seq = tokens.shape[1]
-    contiguous = positions is None
-    if contiguous:
-      positions = jnp.arange(seq, dtype=jnp.int32)
-    _check_positions("positions", positions, seq)
+    if segment_ids is not None:
+      positions = self._segment_positions(tokens, positions, segment_ids)
+      contiguous = False
+    else:
+      contiguous = positions is None
+      if contiguous:
+        positions = jnp.arange(seq, dtype=jnp.int32)
+      _check_positions("positions", positions, seq)
     train = is_training(self, train)
     drop = train and self.dropout_rate > 0.0
     if drop:
@@ -484,10 +547,34 @@ class Transformer(nnx.Module):
     for i, (blk, entry) in enumerate(zip(self.blocks, entries)):
       dropout = (self.dropout_rate, jax.random.fold_in(key, i)) if drop else None
       if entry is None:
-        x, _ = blk(x, positions, dropout=dropout, contiguous=contiguous)
+        x, _ = blk(x, positions, dropout=dropout, contiguous=contiguous, segment_ids=segment_ids)
       else:
-        x = _checkpointed_block(blk, x, positions, dropout, contiguous, *entry)
+        x = _checkpointed_block(blk, x, positions, dropout, contiguous, *entry, segment_ids=segment_ids)
     return self.norm(x)
+
+  def _segment_positions(self, tokens, positions, segment_ids):
+    """Checks ``segment_ids`` and the attention functions; returns ``(batch, seq)`` int32 positions."""
+    shape = jnp.shape(tokens)
+    if jnp.shape(segment_ids) != shape:
+      raise ValueError(f"segment_ids: must have the shape of tokens {shape}, got {jnp.shape(segment_ids)}")
+    if not jnp.issubdtype(jnp.asarray(segment_ids).dtype, jnp.integer):
+      raise ValueError(f"segment_ids: must be integers, got dtype {jnp.asarray(segment_ids).dtype}")
+    for i, fn in enumerate(self.attention_fns):
+      if not callable(getattr(fn, "segments", None)):
+        raise ValueError(f"segment_ids: layer {i}'s attention function {getattr(fn, '__name__', fn)!r} has no "
+                         f"`segments` form, so it cannot keep tokens within their segment (use causal_attention)")
+    if positions is None:
+      seg = jnp.asarray(segment_ids)
+      idx = jnp.broadcast_to(jnp.arange(shape[1], dtype=jnp.int32), shape)
+      new = jnp.concatenate([jnp.ones((shape[0], min(shape[1], 1)), bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+      return idx - jax.lax.cummax(jnp.where(new, idx, 0), axis=1)
+    if jnp.ndim(positions) == 1:
+      _check_positions("positions", positions, shape[1])
+      return jnp.broadcast_to(jnp.asarray(positions), shape)
+    if jnp.shape(positions) != shape or not jnp.issubdtype(jnp.asarray(positions).dtype, jnp.integer):
+      raise ValueError(f"positions: must be integer positions of shape ({shape[1]},) or {shape} with segment_ids, "
+                       f"got {jnp.asarray(positions).dtype} of shape {jnp.shape(positions)}")
+    return jnp.asarray(positions)
 
   def apply_head(self, h: jax.Array, *, train: bool | None = None, key: jax.Array | None = None) -> jax.Array:
     """Logits ``(..., vocab_size)`` of final-normed hidden states ``h`` (no dropout at the head)."""
@@ -499,6 +586,7 @@ class Transformer(nnx.Module):
       tokens: jax.Array,
       *,
       positions: jax.Array | None = None,
+      segment_ids: jax.Array | None = None,
       train: bool | None = None,
       key: jax.Array | None = None,
       return_features: bool = False,
@@ -508,9 +596,10 @@ class Transformer(nnx.Module):
 
     Position ``t``'s logits predict token ``t + 1`` and depend on tokens ``0 .. t`` only (with causal
     attention functions). With ``return_features=True`` returns ``(logits, features)``. ``remat``: the
-    per-block ``jax.checkpoint`` plans of `features`.
+    per-block ``jax.checkpoint`` plans of `features`. ``segment_ids``: ``(batch, seq)`` document ids, a
+    token attends only within its segment (`features`).
     """
-    h = self.features(tokens, positions=positions, train=train, key=key, remat=remat)
+    h = self.features(tokens, positions=positions, segment_ids=segment_ids, train=train, key=key, remat=remat)
     logits = self.apply_head(h)
     return (logits, h) if return_features else logits
 

@@ -107,3 +107,10 @@ EXEMPT = {
     f"{DATA}.DatasetNotPreparedError": "an exception type",
     f"{DATA}.default_cache_dir": "takes no arguments",
 }
+
+# The text corpora (jaxdyn/data/_text.py) are declared in _data_text.py.
+from tests.scale.input_policy import _data_text  # noqa: E402
+
+CASES += _data_text.CASES
+SPECS += _data_text.SPECS
+EXEMPT.update(_data_text.EXEMPT)

@@ -195,6 +195,8 @@ case(f"{MOD}.Transformer", "tokens", st.integers(0, 4).filter(lambda n: n != 2))
     lambda n: _lm()(np.zeros((1,) * n, np.int32)))
 case(f"{MOD}.Transformer", "tokens", st.sampled_from([np.float32, np.float64, np.bool_, np.complex64]))(
     lambda dt: _lm()(TOKENS.astype(dt)))
+case(f"{MOD}.Transformer", "segment_ids", st.sampled_from([(B,), (B, 5), (B, 6, 1), (1, 6)]))(
+    lambda shape: _lm()(TOKENS, segment_ids=np.zeros(shape, np.int32)))
 
 case(f"{MOD}.generate", "model", st.sampled_from([None, 1, "lm", object()]))(
     lambda v: fn(f"{MOD}.generate")(v, TOKENS[:, :3], max_new_tokens=2, key=KEY))
