@@ -15,6 +15,7 @@ from jaxdyn.models._detector import TinyDetector
 from jaxdyn.models._dit import DiT
 from jaxdyn.models._mlp import MLP
 from jaxdyn.models._resnet import ResNet, ResNet18, ResNet50
+from jaxdyn.models._temporal_detector import TemporalDetector
 from jaxdyn.models._transformer import (KVCache, LayerKVCache, Transformer, causal_attention, generate,
                                         token_log_probs)
 from jaxdyn.models._vit import ViT
@@ -34,6 +35,7 @@ __all__ = [
     "ResNet",
     "ResNet18",
     "ResNet50",
+    "TemporalDetector",
     "TinyDetector",
     "Transformer",
     "ViT",

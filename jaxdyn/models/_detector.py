@@ -66,7 +66,8 @@ class TinyDetector(nnx.Module):
     self.down = conv(width, width, 2)
     self.tower = conv(width, width)
     self.cls = conv(width, self.num_classes)
-    self.cls.bias[...] = jnp.full((self.num_classes,), -math.log((1 - 0.01) / 0.01))
+    # strongly typed float32: a weakly typed bias turns strong after one optimizer step, and a jitted step recompiles
+    self.cls.bias[...] = jnp.full((self.num_classes,), -math.log((1 - 0.01) / 0.01), jnp.float32)
     self.box = conv(width, 4)
     self.ctr = conv(width, 1)
 

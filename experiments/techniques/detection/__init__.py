@@ -3,6 +3,9 @@
 - ``scenes``: the claim runner that trains `jaxdyn.models.TinyDetector` on `jaxdyn.detection.synthetic_scenes`
   with ATSS or IoU-threshold assignment (a jitted step of its own, not the classification loop) and
   returns COCO-style AP on held-out scenes.
+- ``hop``: the claim runner that trains `jaxdyn.models.TemporalDetector` on
+  `jaxdyn.detection.synthetic_sequences` with or without the historical-object-prediction branch and returns
+  COCO-style AP at the last frame with the inference path only, and its inference FLOPs.
 
 Every module of this package is imported here (each registers its pieces on import).
 """

@@ -340,3 +340,13 @@ SPECS += [
 ]
 EXEMPT.update({f"{DET}.RansacPose": "a NamedTuple of ransac_pose's outputs",
                f"{DET}.PoseChoice": "a NamedTuple of disambiguate_pose's outputs"})
+
+# --- techniques declared in their own ``_detection_<technique>.py`` beside this file, merged here ----------
+import importlib as _importlib  # noqa: E402
+import pathlib as _pathlib  # noqa: E402
+
+for _path in sorted(_pathlib.Path(__file__).parent.glob("_detection_*.py")):
+  _mod = _importlib.import_module(f"tests.scale.input_policy.{_path.stem}")
+  CASES.extend(_mod.CASES)
+  SPECS.extend(_mod.SPECS)
+  EXEMPT.update(_mod.EXEMPT)
