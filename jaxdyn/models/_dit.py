@@ -195,27 +195,28 @@ class DiT(nnx.Module):
         raise ValueError(f"keep: must lie in [0, {self.num_patches}), got values in [{k.min()}, {k.max()}]")
 
   def __call__(self, x: jax.Array, noise_labels: jax.Array, class_labels: jax.Array, *,
-               keep: jax.Array | None = None) -> jax.Array:
+               keep: jax.Array | None = None, features_at: int | None = None):
+    """``F`` (class docstring); with ``features_at=j`` (1 <= j <= depth), ``(F, h_j)``: ``h_j`` the tokens after
+    backbone block ``j``, ``(B, K, dim)`` (``K = T`` without ``keep``), for representation alignment (ERW, REPA)."""
     self._check(x, noise_labels, class_labels, keep)
+    if features_at is not None:
+      features_at = _validation.check_int("features_at", features_at, lower=1, upper=len(self.blocks))
     b, h, w, ch = jnp.shape(x)
-    p = self.patch_size
-    tokens = self.patch(_patchify(jnp.asarray(x), p)) + self._pos[None]
-    labels = jnp.asarray(class_labels)
-    c = self.noise_mlp(_noise_embedding(jnp.asarray(noise_labels), self.dim))
-    c = c + self.class_embed(jnp.clip(labels, 0, self.num_classes - 1))
-    c = _validation.nan_unless(_validation.labels_valid(labels, self.num_classes)[:, None], c)
-    for blk in self.mixer:
-      tokens = blk(tokens, c)
+    tokens, c = self._embed(x, noise_labels, class_labels)
     if keep is not None:
       keep = jnp.asarray(keep)
       tokens = jnp.take_along_axis(tokens, keep[:, :, None], axis=1)
-    for blk in self.blocks:
+    features = None
+    for i, blk in enumerate(self.blocks):
       tokens = blk(tokens, c)
+      if i + 1 == features_at:
+        features = tokens
     out = self.final(tokens, c)
     if keep is not None:
       rows = jnp.arange(b)[:, None]
       out = jnp.zeros((b, self.num_patches, out.shape[-1]), out.dtype).at[rows, keep].set(out)
-    return _unpatchify(out, p, h, w, ch)
+    out = _unpatchify(out, self.patch_size, h, w, ch)
+    return out if features_at is None else (out, features)
 
   def masked(self, x: jax.Array, noise_labels: jax.Array, class_labels: jax.Array, *, mask_ratio: float,
              key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -229,3 +230,30 @@ class DiT(nnx.Module):
     self._check(x, noise_labels, class_labels, None)
     keep = _masking.random_keep_indices(key, jnp.shape(x)[0], self.num_patches, mask_ratio)
     return self(x, noise_labels, class_labels, keep=keep), keep
+
+  def embed(self, x: jax.Array, noise_labels: jax.Array,
+            class_labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(tokens, c)``: steps 1-3 of the forward pass (embedding, conditioning, patch-mixer), no masking.
+
+    With `blocks` and `unembed` it runs the backbone one block at a time (a feature cache,
+    `jaxdyn.diffusion.cached_sampler`): ``t, c = m.embed(x, n, y)``, ``t = blk(t, c)`` for ``blk`` in
+    ``m.blocks``, ``m.unembed(t, c)`` computes the same operations as ``m(x, n, y)``, so the same values.
+    ``tokens`` is ``(B, T, dim)``, ``c`` ``(B, dim)``.
+    """
+    self._check(x, noise_labels, class_labels, None)
+    return self._embed(x, noise_labels, class_labels)
+
+  def _embed(self, x, noise_labels, class_labels):
+    tokens = self.patch(_patchify(jnp.asarray(x), self.patch_size)) + self._pos[None]
+    labels = jnp.asarray(class_labels)
+    c = self.noise_mlp(_noise_embedding(jnp.asarray(noise_labels), self.dim))
+    c = c + self.class_embed(jnp.clip(labels, 0, self.num_classes - 1))
+    c = _validation.nan_unless(_validation.labels_valid(labels, self.num_classes)[:, None], c)
+    for blk in self.mixer:
+      tokens = blk(tokens, c)
+    return tokens, c
+
+  def unembed(self, tokens: jax.Array, c: jax.Array) -> jax.Array:
+    """``F`` ``(B, H, W, C)`` from the backbone's output tokens ``(B, T, dim)``: the final layer, unpatchified."""
+    h, w, ch = self.input_shape
+    return _unpatchify(self.final(tokens, c), self.patch_size, h, w, ch)

@@ -113,6 +113,50 @@ def make_train_step(c, model: DiT, opt: optax.GradientTransformation, mask_ratio
   return step
 
 
+def digits_images():
+  """``(x, y, x_test, y_test)``: scikit-learn's digits as ``(N, 8, 8, 1)`` images in [-1, 1] and int32 labels."""
+  return _digits()
+
+
+def train_classifier(x, y, x_test, y_test, *, steps: int, seed: int):
+  """``(classify, test_accuracy)``: the runner's digits MLP classifier; ``classify(images) -> (logits, features)``."""
+  return _train_classifier(x, y, x_test, y_test, steps=steps, seed=seed)
+
+
+def sample_quality(model: DiT, c, data, *, seed: int, key: jax.Array) -> tuple[dict[str, Any], np.ndarray]:
+  """The runner's evaluation of a trained denoiser: ``({frechet_distance, conditional_accuracy, ...}, samples)``.
+
+  Samples ``c.samples_per_class`` digits of each class with the ``c.sample_steps``-step Heun sampler from
+  noise drawn with ``fold_in(key, 10**6)``, trains the digits MLP classifier (``c.classifier_steps``, seed
+  ``seed``) on ``data = (x, y, x_test, y_test)`` (`digits_images`) and returns the Frechet distance of its
+  penultimate features (generated vs training digits; not FID), its accuracy on the generated digits of each
+  requested class and its test accuracy.
+  """
+  x, y, xt, yt = data
+  labels = jnp.repeat(jnp.arange(10), c.samples_per_class)
+
+  @jax.jit
+  def sample(noise):
+    def denoiser(xs, sig):
+      s = diffusion.edm_preconditioning(sig, sigma_data=c.sigma_data)
+      f = model(s.c_in * xs, jnp.full((xs.shape[0],), s.c_noise), labels)
+      return s.c_skip * xs + s.c_out * f
+    return diffusion.heun_sampler(denoiser, noise, num_steps=c.sample_steps)
+
+  samples = np.asarray(sample(jax.random.normal(jax.random.fold_in(key, 10**6), (len(labels), 8, 8, 1))))
+  classify, clf_acc = _train_classifier(x, y, xt, yt, steps=c.classifier_steps, seed=seed)
+  logits_gen, feats_gen = classify(jnp.asarray(np.clip(samples, -1.0, 1.0)))
+  _, feats_real = classify(jnp.asarray(x))
+  per_class = np.asarray(diffusion.conditional_accuracy(logits_gen, labels))
+  fd = diffusion.frechet_distance(np.asarray(feats_gen), np.asarray(feats_real))
+  return {
+      "frechet_distance": fd,
+      "conditional_accuracy": float(np.mean(per_class)),
+      "conditional_accuracy_per_class": [float(a) for a in per_class],
+      "classifier_test_accuracy": clf_acc,
+  }, samples
+
+
 def run(config) -> dict[str, Any]:
   """One arm for one seed (no caching): the module docstring's steps 1-4."""
   c = config.diffusion
@@ -146,29 +190,10 @@ def run(config) -> dict[str, Any]:
     losses.append(float(value) if (i + 1) % 100 == 0 else None)
   train_seconds = time.time() - t0
 
-  model = nnx.merge(graphdef, params)
-  labels = jnp.repeat(jnp.arange(10), c.samples_per_class)
-
-  @jax.jit
-  def sample(noise):
-    def denoiser(xs, sig):
-      s = diffusion.edm_preconditioning(sig, sigma_data=c.sigma_data)
-      f = model(s.c_in * xs, jnp.full((xs.shape[0],), s.c_noise), labels)
-      return s.c_skip * xs + s.c_out * f
-    return diffusion.heun_sampler(denoiser, noise, num_steps=c.sample_steps)
-
-  samples = np.asarray(sample(jax.random.normal(jax.random.fold_in(key, 10**6), (len(labels), 8, 8, 1))))
-  classify, clf_acc = _train_classifier(x, y, xt, yt, steps=c.classifier_steps, seed=seed)
-  logits_gen, feats_gen = classify(jnp.asarray(np.clip(samples, -1.0, 1.0)))
-  _, feats_real = classify(jnp.asarray(x))
-  per_class = np.asarray(diffusion.conditional_accuracy(logits_gen, labels))
-  fd = diffusion.frechet_distance(np.asarray(feats_gen), np.asarray(feats_real))
+  quality, samples = sample_quality(nnx.merge(graphdef, params), c, (x, y, xt, yt), seed=seed, key=key)
   last = [v for v in losses if v is not None]
   return {
-      "frechet_distance": fd,
-      "conditional_accuracy": float(np.mean(per_class)),
-      "conditional_accuracy_per_class": [float(a) for a in per_class],
-      "classifier_test_accuracy": clf_acc,
+      **quality,
       "flops": flops,
       "flops_unmasked": flops_unmasked,
       "flops_ratio": flops_unmasked / flops,

@@ -229,3 +229,13 @@ for _name, (_a0, _a1) in _ID_ARGS.items():
   SPECS.append(Spec(f"{DIF}.{_name}", dict(identity=F_ID, reference=F_TXT, scale=1.5), floats=(_a0, _a1), jit=True,
                     batch=(_a0, _a1), empty=lambda out: np.shape(out) == (0, 3, 4), numbers=("scale",),
                     ranges={"scale": st.sampled_from([0.0, 1e-3, 100.0])}))
+
+# --- techniques declared in their own ``_diffusion_<technique>.py`` beside this file, merged here ----------
+import importlib as _importlib  # noqa: E402
+import pathlib as _pathlib  # noqa: E402
+
+for _path in sorted(_pathlib.Path(__file__).parent.glob("_diffusion_*.py")):
+  _mod = _importlib.import_module(f"tests.scale.input_policy.{_path.stem}")
+  CASES.extend(_mod.CASES)
+  SPECS.extend(_mod.SPECS)
+  EXEMPT.update(_mod.EXEMPT)
