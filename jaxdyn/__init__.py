@@ -21,7 +21,10 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
   a classifier-feature Frechet distance, Embedded Representation Warmup (Liu et al., 2025), HarmoniCa's
   learned feature cache (Huang et al., 2024), MotionMaster's and UniID's training-free cores.
 - `jaxdyn.text`: language-model data: dataset decomposition and its length curriculum (Pouransari et al.,
-  NeurIPS 2024), concat-and-chunk with document-boundary segment ids, attention-FLOP accounting.
+  NeurIPS 2024), concat-and-chunk with document-boundary segment ids, attention-FLOP accounting, MeCo's
+  metadata conditioning (Gao et al., 2025), self-generated-token inputs (Cen et al., 2024).
+- `jaxdyn.rl`: post-training: a verifiable addition task, GRPO advantages and the clipped surrogate with a
+  k3 KL penalty, HAPO's history-aware length reward (Huang et al., 2025), DPO, value-drift metrics.
 - `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
 """
 
@@ -29,7 +32,7 @@ import importlib
 import importlib.metadata
 
 FAMILIES = ("attention", "bayes", "calibration", "data", "detection", "diffusion", "dynamics", "memory", "models",
-            "regularization", "schemes", "snn", "sparsity", "text")
+            "regularization", "rl", "schemes", "snn", "sparsity", "text")
 
 try:
   __version__ = importlib.metadata.version("jaxdyn")

@@ -7,6 +7,12 @@
 - `concat_and_chunk`, `PackedBatch`: the baseline, with per-document segment ids and positions for the
   Transformer's document-boundary mask (`jaxdyn.models.Transformer(..., segment_ids=...)`).
 - `attention_flops`, `segment_lengths`: attention cost per step of either.
+- `metadata_prefix`, `meco_document`, `meco_pack`, `MecoBatch`, `meco_switch_step`, `meco_conditioned`,
+  `meco_prompt`: MeCo (Gao et al., https://arxiv.org/abs/2501.01956): metadata prefixes excluded from the
+  loss, the plain-text cooldown, conditional inference.
+- `self_generated_inputs`, `SelfGenerated`, `sampling_probability`, `correction_sequence`: self-generated
+  tokens (Cen et al., https://arxiv.org/abs/2410.14655): Batch-Scheduled Sampling and the
+  Reference-Answer-based Correction layout.
 
 Corpora (the Python standard library's sources, synthetic documents) are in `jaxdyn.data`.
 
@@ -27,6 +33,17 @@ from jaxdyn.text._decomposition import (
     decompose,
     segment_lengths,
 )
+from jaxdyn.text import _meco, _self_generated
+from jaxdyn.text._meco import (
+    MecoBatch,
+    meco_conditioned,
+    meco_document,
+    meco_pack,
+    meco_prompt,
+    meco_switch_step,
+    metadata_prefix,
+)
+from jaxdyn.text._self_generated import SelfGenerated, correction_sequence, sampling_probability, self_generated_inputs
 
 __all__ = [
     "CURRICULA",
@@ -40,4 +57,6 @@ __all__ = [
     "dd_dataset",
     "decompose",
     "segment_lengths",
+    *_meco.__all__,
+    *_self_generated.__all__,
 ]

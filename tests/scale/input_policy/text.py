@@ -126,3 +126,13 @@ EXEMPT = {
     f"{TXT}.Decomposition": "a record of index arrays built (and checked) by decompose",
     f"{TXT}.PackedBatch": "a NamedTuple of arrays built by concat_and_chunk",
 }
+
+# --- techniques declared in their own ``_text_<technique>.py`` beside this file, merged here ----------------
+import importlib as _importlib  # noqa: E402
+import pathlib as _pathlib  # noqa: E402
+
+for _path in sorted(_pathlib.Path(__file__).parent.glob("_text_*.py")):
+  _mod = _importlib.import_module(f"tests.scale.input_policy.{_path.stem}")
+  CASES.extend(_mod.CASES)
+  SPECS.extend(_mod.SPECS)
+  EXEMPT.update(_mod.EXEMPT)
