@@ -66,6 +66,15 @@ def _mask(kind, w, h):
   return np.abs(2 * u - 1) <= v + 0.5 / h  # apex row keeps at least its centre pixel
 
 
+def _check_canvas(image_size, max_objects, min_size, max_size, noise):
+  """The canvas arguments shared by `synthetic_scenes` and `synthetic_sequences`, checked in order."""
+  image_size = _validation.check_int("image_size", image_size, lower=3)
+  max_objects = _validation.check_int("max_objects", max_objects, lower=1)
+  min_size = _validation.check_int("min_size", min_size, lower=3, upper=image_size)
+  max_size = _validation.check_int("max_size", max_size, lower=min_size, upper=image_size)
+  return image_size, max_objects, min_size, max_size, _validation.check_real("noise", noise, lower=0.0)
+
+
 def _overlaps(box, boxes):
   return any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes)
 
@@ -92,11 +101,8 @@ def synthetic_scenes(seed: int, num_images: int, *, image_size: int = 64, max_ob
   """
   seed = _validation.check_int("seed", seed, lower=0)
   num_images = _validation.check_int("num_images", num_images, lower=1)
-  image_size = _validation.check_int("image_size", image_size, lower=3)
-  max_objects = _validation.check_int("max_objects", max_objects, lower=1)
-  min_size = _validation.check_int("min_size", min_size, lower=3, upper=image_size)
-  max_size = _validation.check_int("max_size", max_size, lower=min_size, upper=image_size)
-  noise = _validation.check_real("noise", noise, lower=0.0)
+  image_size, max_objects, min_size, max_size, noise = _check_canvas(image_size, max_objects, min_size, max_size,
+                                                                     noise)
   rng = np.random.default_rng(seed)
   images = np.zeros((num_images, image_size, image_size, 1), np.float32)
   boxes = np.zeros((num_images, max_objects, 4), np.float32)
@@ -189,11 +195,8 @@ def synthetic_sequences(seed: int, num_sequences: int, num_frames: int, *, image
   seed = _validation.check_int("seed", seed, lower=0)
   num_sequences = _validation.check_int("num_sequences", num_sequences, lower=1)
   num_frames = _validation.check_int("num_frames", num_frames, lower=1)
-  image_size = _validation.check_int("image_size", image_size, lower=3)
-  max_objects = _validation.check_int("max_objects", max_objects, lower=1)
-  min_size = _validation.check_int("min_size", min_size, lower=3, upper=image_size)
-  max_size = _validation.check_int("max_size", max_size, lower=min_size, upper=image_size)
-  noise = _validation.check_real("noise", noise, lower=0.0)
+  image_size, max_objects, min_size, max_size, noise = _check_canvas(image_size, max_objects, min_size, max_size,
+                                                                     noise)
   max_speed = _validation.check_int("max_speed", max_speed, lower=0)
   dim_rate = _validation.check_real("dim_rate", dim_rate, lower=0.0, upper=1.0)
   dim_factor = _validation.check_real("dim_factor", dim_factor, lower=0.0, upper=1.0)

@@ -213,20 +213,35 @@ class ViT(Classifier):
     logits = self.apply_head(h, train=train, key=key)
     return (logits, h) if return_features else logits
 
-  def _features(self, x, *, train: bool, key: jax.Array | None) -> jax.Array:
+  def tokens(self, x: jax.Array) -> jax.Array:
+    """Every final-normed token ``(B, 1 + T, dim)`` of a plain ViT: the class token (`features`), then the
+    ``T`` patch tokens in row-major patch order (the targets of representation alignment, as ERW and
+    REPA use DINOv2's normed patch tokens). Not for ``mesa`` or ``moe_layers``, whose trunks take keys."""
+    if self.mesa or self.moe_layers:
+      raise ValueError("tokens: defined for a plain ViT only (mesa=False, no moe_layers)")
+    self.check_input(x)
+    return self.norm(self._plain_trunk(self._embed(x)))
+
+  def _embed(self, x):
     t = self.patch(x)
     b = t.shape[0]
     t = t.reshape(b, t.shape[1] * t.shape[2], t.shape[-1])  # explicit: -1 is undefined for an empty batch
     cls = jnp.broadcast_to(self.cls[...], (b, 1, t.shape[-1]))
-    t = jnp.concatenate([cls, t], axis=1) + self.pos[...]
+    return jnp.concatenate([cls, t], axis=1) + self.pos[...]
+
+  def _plain_trunk(self, t):
+    for blk in self.blocks:
+      t = blk(t)
+    return t
+
+  def _features(self, x, *, train: bool, key: jax.Array | None) -> jax.Array:
+    t = self._embed(x)
     if self.moe_layers:
       for i, blk in enumerate(self.blocks):
         t = blk(t, key=None if key is None else jax.random.fold_in(key, i)) if i in self.moe_layers else blk(t)
       return self.norm(t[:, 0])
     if not self.mesa:
-      for blk in self.blocks:
-        t = blk(t)
-      return self.norm(t[:, 0])
+      return self.norm(self._plain_trunk(t)[:, 0])
     keys = [None] * (len(self.blocks) + 1) if key is None else [
         jax.random.fold_in(key, i) for i in range(len(self.blocks) + 1)]
     for blk, k in zip(self.blocks, keys):

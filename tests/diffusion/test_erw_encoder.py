@@ -21,8 +21,8 @@ def test_load_encoder_restores_the_harness_checkpoint(tmp_path):
   # the restored parameters are the trained ones: the loader's class token is ViT.features, and the
   # restored model reproduces the run's final eval accuracy
   model, _ = erw.load_model(tmp_path / "enc")
-  np.testing.assert_allclose(erw.vit_patch_tokens(model, x)[:, 0], model.features(x), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(erw.vit_patch_tokens(model, x)[:, 1:], tokens, rtol=1e-5, atol=1e-5)  # jit vs eager
+  np.testing.assert_allclose(model.tokens(x)[:, 0], model.features(x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(model.tokens(x)[:, 1:], tokens, rtol=1e-5, atol=1e-5)  # jit vs eager
   d = load_dataset("digits").eval
   acc = float(np.mean(np.argmax(np.asarray(model(jnp.asarray(d.x, jnp.float32))), -1) == np.asarray(d.y)))
   np.testing.assert_allclose(acc, res["eval_accuracy"], atol=1e-6)

@@ -122,3 +122,19 @@ def test_model_contract_protocols():
       return x
 
   assert isinstance(NoHead(), models.Model) and not isinstance(NoHead(), models.HeadSplit)
+
+
+def test_vit_tokens_are_the_final_normed_class_and_patch_tokens():
+  vit = models.ViT(1, 10, image_size=8, patch_size=2, dim=16, depth=2, num_heads=2, rngs=nnx.Rngs(0))
+  x = jax.random.uniform(jax.random.key(1), (3, 8, 8, 1))
+  t = vit.tokens(x)
+  assert t.shape == (3, 1 + 16, 16)
+  np.testing.assert_array_equal(t[:, 0], vit.features(x))  # the class token is `features`, bit for bit
+  np.testing.assert_allclose(t.mean(-1), 0.0, atol=1e-5)  # LayerNorm's scale 1 and bias 0 at initialisation
+  np.testing.assert_allclose(t.std(-1), 1.0, atol=1e-2)
+  # the first patch token moves when its patch does
+  moved = vit.tokens(x.at[:, :2, :2].add(1.0))
+  assert float(jnp.abs(moved - t)[:, 1].max()) > 1e-3
+  with pytest.raises(ValueError, match="tokens: defined for a plain ViT only"):
+    models.ViT(1, 10, image_size=8, patch_size=2, dim=16, depth=1, num_heads=2, moe_layers=(0,), num_experts=2,
+               rngs=nnx.Rngs(0)).tokens(x)

@@ -47,7 +47,7 @@ from experiments import train as harness
 from experiments.claims import caches_results
 from experiments.techniques.diffusion.micro import digits_images, make_optimizer, make_train_step, sample_quality
 from jaxdyn import diffusion
-from jaxdyn.models import DiT, ViT
+from jaxdyn.models import DiT
 
 SIGMA_MIN = 0.002  # EDM's smallest sampling level: the warm-up's stand-in for a clean input
 
@@ -59,24 +59,6 @@ def _tuples(v):
   if isinstance(v, list):
     return tuple(_tuples(x) for x in v)
   return v
-
-
-def vit_patch_tokens(model: ViT, images: jax.Array) -> jax.Array:
-  """The final-normed patch tokens ``(B, T, dim)`` of a plain `jaxdyn.models.ViT` (class token dropped).
-
-  The same operations as ``ViT.features`` on every token instead of the class token only (that equality is
-  tested), so the ViT needs no hook.
-  """
-  if model.mesa or model.moe_layers:
-    raise ValueError("model: must be a plain ViT (no mesa, no moe_layers)")
-  model.check_input(images)
-  t = model.patch(images)
-  b = t.shape[0]
-  t = t.reshape(b, t.shape[1] * t.shape[2], t.shape[-1])
-  t = jnp.concatenate([jnp.broadcast_to(model.cls[...], (b, 1, t.shape[-1])), t], axis=1) + model.pos[...]
-  for blk in model.blocks:
-    t = blk(t)
-  return model.norm(t)
 
 
 def load_model(workdir: str | pathlib.Path):
@@ -104,13 +86,14 @@ def load_encoder(workdir: str | pathlib.Path) -> Callable[[jax.Array], jax.Array
   """Restores a harness-trained ViT from ``workdir`` by path; returns ``images -> patch tokens (B, T, dim)``.
 
   ``images`` are in the harness's format (digits: ``(B, 8, 8, 1)`` in [0, 1]); the tokens are the ViT's
-  final-normed patch tokens before pooling (`vit_patch_tokens`), as ERW uses DINOv2's ``x_norm_patchtokens``.
+  final-normed patch tokens before pooling (`jaxdyn.models.ViT.tokens`), as ERW uses DINOv2's
+  ``x_norm_patchtokens``.
   """
   model, config = load_model(workdir)
   if config.model != "vit":
     raise ValueError(f"workdir: the run trained model {config.model!r}, not 'vit'")
   model.eval()
-  return jax.jit(lambda images: vit_patch_tokens(model, images)[:, 1:])
+  return jax.jit(lambda images: model.tokens(images)[:, 1:])
 
 
 def train_encoder(workdir: pathlib.Path, *, seed: int, steps: int, depth: int) -> dict[str, Any]:

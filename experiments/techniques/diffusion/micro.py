@@ -36,13 +36,15 @@ from jaxdyn.data import load_dataset
 from jaxdyn.models import MLP, DiT
 
 
-def _digits():
+def digits_images():
+  """``(x, y, x_test, y_test)``: scikit-learn's digits as ``(N, 8, 8, 1)`` images in [-1, 1] and int32 labels."""
   d = load_dataset("digits")
   to_img = lambda a: (2.0 * np.asarray(a, np.float32) - 1.0)  # noqa: E731  [0, 1] -> [-1, 1]
   return to_img(d.train.x), np.asarray(d.train.y, np.int32), to_img(d.eval.x), np.asarray(d.eval.y, np.int32)
 
 
-def _train_classifier(x, y, xt, yt, *, steps: int, seed: int):
+def train_classifier(x, y, xt, yt, *, steps: int, seed: int):
+  """``(classify, test_accuracy)``: the runner's digits MLP classifier; ``classify(images) -> (logits, features)``."""
   model = MLP(64, 10, hidden=(128, 64), rngs=nnx.Rngs(seed))
   graphdef, params = nnx.split(model)
   opt = optax.adam(1e-3)
@@ -113,16 +115,6 @@ def make_train_step(c, model: DiT, opt: optax.GradientTransformation, mask_ratio
   return step
 
 
-def digits_images():
-  """``(x, y, x_test, y_test)``: scikit-learn's digits as ``(N, 8, 8, 1)`` images in [-1, 1] and int32 labels."""
-  return _digits()
-
-
-def train_classifier(x, y, x_test, y_test, *, steps: int, seed: int):
-  """``(classify, test_accuracy)``: the runner's digits MLP classifier; ``classify(images) -> (logits, features)``."""
-  return _train_classifier(x, y, x_test, y_test, steps=steps, seed=seed)
-
-
 def sample_quality(model: DiT, c, data, *, seed: int, key: jax.Array) -> tuple[dict[str, Any], np.ndarray]:
   """The runner's evaluation of a trained denoiser: ``({frechet_distance, conditional_accuracy, ...}, samples)``.
 
@@ -144,7 +136,7 @@ def sample_quality(model: DiT, c, data, *, seed: int, key: jax.Array) -> tuple[d
     return diffusion.heun_sampler(denoiser, noise, num_steps=c.sample_steps)
 
   samples = np.asarray(sample(jax.random.normal(jax.random.fold_in(key, 10**6), (len(labels), 8, 8, 1))))
-  classify, clf_acc = _train_classifier(x, y, xt, yt, steps=c.classifier_steps, seed=seed)
+  classify, clf_acc = train_classifier(x, y, xt, yt, steps=c.classifier_steps, seed=seed)
   logits_gen, feats_gen = classify(jnp.asarray(np.clip(samples, -1.0, 1.0)))
   _, feats_real = classify(jnp.asarray(x))
   per_class = np.asarray(diffusion.conditional_accuracy(logits_gen, labels))
@@ -162,7 +154,7 @@ def run(config) -> dict[str, Any]:
   c = config.diffusion
   seed = int(config.seed)
   t0 = time.time()
-  x, y, xt, yt = _digits()
+  x, y, xt, yt = digits_images()
   model = DiT(1, 10, image_size=8, patch_size=c.patch_size, dim=c.dim, depth=c.depth, num_heads=c.num_heads,
               mlp_ratio=c.mlp_ratio, mixer_depth=c.mixer_depth, rngs=nnx.Rngs(seed))
   graphdef, params = nnx.split(model)
