@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import pathlib
@@ -187,3 +188,32 @@ def caches_results(runner: Callable[[ml_collections.ConfigDict, str], Mapping[st
     return results
 
   return run
+
+
+def shared_run(run_all: Callable[[ml_collections.ConfigDict], Mapping[str, Any]], config: ml_collections.ConfigDict,
+               workdir: str, *, prefix: str, arm_keys: Sequence[str], share: bool) -> tuple[dict[str, Any], pathlib.Path]:
+  """The results every arm of one seed reads, computed once: ``(results, path of their results.json)``.
+
+  For claim runners whose arms are cheapest computed together (one trained model, one noise draw,
+  arms trained in lockstep): ``run_all(config)`` computes every arm, and each arm's runner picks its
+  own part. With ``share`` the results go to ``<runs dir>/<prefix>-shared-<hash>/seed<k>/results.json``
+  beside the arms' workdirs (``<runs dir>/<arm>/seed<k>``), the hash of the config without ``seed`` and
+  the dotted ``arm_keys`` (what differs between the arms), so every arm of the seed reads the same run;
+  without it (smoke tests) into ``<workdir>/shared``, nothing outside the workdir.
+  """
+  if share:
+    d = config.to_dict()
+    d.pop("seed")
+    for key in arm_keys:
+      section, field = key.rsplit(".", 1)
+      functools.reduce(lambda node, k: node[k], section.split("."), d).pop(field)
+    digest = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    folder = pathlib.Path(workdir).parent.parent / f"{prefix}-shared-{digest}" / f"seed{int(config.seed)}"
+  else:
+    folder = pathlib.Path(workdir) / "shared"
+  path = folder / "results.json"
+  if path.exists():
+    return json.loads(path.read_text()), path
+  results = dict(run_all(config))
+  write_json(path, results)
+  return results, path

@@ -3,6 +3,7 @@
 import importlib
 import pathlib
 
+import ml_collections
 import pytest
 import tensorflow_datasets as tfds
 
@@ -158,3 +159,27 @@ def test_run_claim_and_render_end_to_end(tmp_path):
   again = repro.run_claim(claim, tmp_path)
   assert again["train_seconds"] == outcome["train_seconds"]
   assert f"their training took {again['train_seconds'] / 60:.1f} min)" in repro.render(claim, {**again, "seconds": 0.0})
+
+
+def test_shared_run_computes_once_per_seed_for_every_arm(tmp_path):
+  from experiments.claims import shared_run
+  calls = []
+
+  def run_all(config):
+    calls.append(config.seed)
+    return {"per_arm": {"a": {"x": 1}, "b": {"x": 2}}, "seed": config.seed}
+
+  def config(arm, seed=0, width=8):
+    c = ml_collections.ConfigDict({"seed": seed, "model": {"width": width}, "exp": {"arm": arm, "share_runs": True}})
+    return c
+
+  kw = dict(prefix="toy", arm_keys=("exp.arm",), share=True)
+  ra, pa = shared_run(run_all, config("a"), str(tmp_path / "runs" / "a" / "seed0"), **kw)
+  rb, pb = shared_run(run_all, config("b"), str(tmp_path / "runs" / "b" / "seed0"), **kw)
+  assert calls == [0] and ra == rb and pa == pb and pa.parent.name == "seed0"
+  assert pa.parent.parent.name.startswith("toy-shared-") and pa.parent.parent.parent == tmp_path / "runs"
+  _, p1 = shared_run(run_all, config("a", seed=1), str(tmp_path / "runs" / "a" / "seed1"), **kw)
+  _, pw = shared_run(run_all, config("a", width=16), str(tmp_path / "runs" / "a" / "seed0"), **kw)
+  assert calls == [0, 1, 0] and p1.parent.name == "seed1" and pw.parent.parent != pa.parent.parent
+  _, ps = shared_run(run_all, config("a"), str(tmp_path / "solo"), prefix="toy", arm_keys=("exp.arm",), share=False)
+  assert ps == tmp_path / "solo" / "shared" / "results.json" and calls == [0, 1, 0, 0]

@@ -30,9 +30,6 @@ the arm's numbers, so every arm reads the same DiT, classifier and noise.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import pathlib
 import time
 from typing import Any
 
@@ -43,7 +40,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.claims import caches_results, write_json
+from experiments.claims import caches_results, shared_run
 from experiments.techniques.diffusion import micro
 from jaxdyn import diffusion
 from jaxdyn.models import DiT
@@ -168,27 +165,13 @@ def run_all(config) -> dict[str, Any]:
   }
 
 
-def _shared_dir(config, workdir: str) -> pathlib.Path:
-  if not config.harmonica.share_runs:  # e.g. the smoke test: nothing outside its workdir
-    return pathlib.Path(workdir) / "shared"
-  d = config.to_dict()
-  d.pop("seed")
-  d["harmonica"].pop("policy")
-  digest = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).parent.parent / f"harmonica-shared-{digest}" / f"seed{int(config.seed)}"
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """One arm (``config.harmonica.policy``) for one seed, from the seed's shared run of every arm."""
   policy = config.harmonica.policy
   if policy not in POLICIES:
     raise ValueError(f"harmonica.policy: must be one of {list(POLICIES)}, got {policy!r}")
-  path = _shared_dir(config, workdir) / "results.json"
-  if path.exists():
-    shared = json.loads(path.read_text())
-  else:
-    shared = run_all(config)
-    write_json(path, shared)
+  shared, path = shared_run(run_all, config, workdir, prefix="harmonica", arm_keys=('harmonica.policy',),
+                            share=config.harmonica.share_runs)
   arm = shared["per_policy"][policy]
   return {**{k: v for k, v in shared.items() if k not in ("per_policy", "router_log")},
           **{k: v for k, v in arm.items() if k != "samples_head"}, "policy": policy, "shared_results": str(path)}

@@ -43,9 +43,6 @@ masking rule share one pre-trained encoder.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import pathlib
 import time
 from typing import Any
 
@@ -56,7 +53,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.claims import caches_results, write_json
+from experiments.claims import caches_results, shared_run
 from jaxdyn import text
 from jaxdyn.models import Transformer
 
@@ -257,17 +254,6 @@ def run_all(config) -> dict[str, Any]:
           "label_balance": float(train["y"].mean()), "wall_seconds": time.time() - t0}
 
 
-def _shared_dir(config, workdir: str) -> pathlib.Path:
-  if not config.pretrain.share_runs:  # e.g. the smoke test: nothing outside its workdir
-    return pathlib.Path(workdir) / "shared"
-  d = config.to_dict()
-  d.pop("seed")
-  d["pretrain"].pop("masking")
-  d["finetune"].pop("mask_rate")
-  digest = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).parent.parent / f"adversarial-masking-shared-{digest}" / f"seed{int(config.seed)}"
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """One arm (``config.pretrain.masking``, ``config.finetune.mask_rate``) from the seed's shared run."""
   masking, rate = config.pretrain.masking, float(config.finetune.mask_rate)
@@ -276,12 +262,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if rate not in [float(r) for r in config.finetune.mask_rates]:
     raise ValueError(f"finetune.mask_rate: must be one of finetune.mask_rates {list(config.finetune.mask_rates)}, "
                      f"got {rate}")
-  path = _shared_dir(config, workdir) / "results.json"
-  if path.exists():
-    shared = json.loads(path.read_text())
-  else:
-    shared = run_all(config)
-    write_json(path, shared)
+  shared, path = shared_run(run_all, config, workdir, prefix="adversarial-masking", arm_keys=('pretrain.masking', 'finetune.mask_rate'),
+                            share=config.pretrain.share_runs)
   arm = shared["per_arm"][f"{masking}/{rate}"]
   return {**{k: v for k, v in shared.items() if k != "per_arm"}, **arm, "masking": masking, "mask_rate": rate,
           "shared_results": str(path)}

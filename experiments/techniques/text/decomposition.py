@@ -46,17 +46,14 @@ the config without the seed and the arm), so the claims on this setting read the
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
 import math
-import pathlib
 import platform
 import time
 from typing import Any
 
 import numpy as np
 
-from experiments.claims import caches_results, write_json
+from experiments.claims import caches_results, shared_run
 from experiments.techniques.text import lm
 from jaxdyn import text
 from jaxdyn.data import load_stdlib_corpus
@@ -190,27 +187,13 @@ def run_all(config) -> dict[str, Any]:
           "python_version": platform.python_version()}
 
 
-def _shared_dir(config, workdir: str) -> pathlib.Path:
-  if not config.dd.share_runs:  # e.g. the smoke test: nothing outside its workdir
-    return pathlib.Path(workdir) / "shared"
-  c = config.to_dict()
-  c.pop("seed")
-  c["dd"].pop("method")
-  digest = hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).parent.parent / f"dd-shared-{digest}" / f"seed{int(config.seed)}"
-
-
 def run(config, workdir: str) -> dict[str, Any]:
   """One arm (``config.dd.method``) for one seed, from the seed's shared run of every arm."""
   method = config.dd.method
   if method not in METHODS:
     raise ValueError(f"dd.method: must be one of {list(METHODS)}, got {method!r}")
-  path = _shared_dir(config, workdir) / "results.json"
-  if path.exists():
-    shared = json.loads(path.read_text())
-  else:
-    shared = run_all(config)
-    write_json(path, shared)
+  shared, path = shared_run(run_all, config, workdir, prefix="dd", arm_keys=('dd.method',),
+                            share=config.dd.share_runs)
   arm = shared["per_method"][method]
   return {**{k: v for k, v in shared.items() if k != "per_method"}, **arm, "method": method,
           "shared_results": str(path)}

@@ -35,9 +35,6 @@ The arms of a seed share one run: ``<runs dir>/masksearch-shared-<hash>/seed<k>/
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import pathlib
 import platform
 import time
 from typing import Any
@@ -47,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments.claims import caches_results, write_json
+from experiments.claims import caches_results, shared_run
 from experiments.techniques.text import lm
 from jaxdyn import text
 from jaxdyn.data import load_stdlib_corpus
@@ -209,27 +206,13 @@ def run_all(config) -> dict[str, Any]:
           "data_seconds": data_seconds, "python_version": platform.python_version()}
 
 
-def _shared_dir(config, workdir: str) -> pathlib.Path:
-  if not config.masksearch.share_runs:
-    return pathlib.Path(workdir) / "shared"
-  c = config.to_dict()
-  c.pop("seed")
-  c["masksearch"].pop("method")
-  digest = hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).parent.parent / f"masksearch-shared-{digest}" / f"seed{int(config.seed)}"
-
-
 def run(config, workdir: str) -> dict[str, Any]:
   """One arm (``config.masksearch.method``) for one seed, from the seed's shared run of every arm."""
   method = config.masksearch.method
   if method not in METHODS:
     raise ValueError(f"masksearch.method: must be one of {list(METHODS)}, got {method!r}")
-  path = _shared_dir(config, workdir) / "results.json"
-  if path.exists():
-    shared = json.loads(path.read_text())
-  else:
-    shared = run_all(config)
-    write_json(path, shared)
+  shared, path = shared_run(run_all, config, workdir, prefix="masksearch", arm_keys=('masksearch.method',),
+                            share=config.masksearch.share_runs)
   arm = shared["per_method"][method]
   return {**{k: v for k, v in shared.items() if k != "per_method"}, **arm, "method": method,
           "shared_results": str(path)}

@@ -29,16 +29,13 @@ The arms of a seed share one run: ``<runs dir>/meco-shared-<hash>/seed<k>/result
 
 from __future__ import annotations
 
-import hashlib
-import json
-import pathlib
 import platform
 import time
 from typing import Any
 
 import numpy as np
 
-from experiments.claims import caches_results, write_json
+from experiments.claims import caches_results, shared_run
 from experiments.techniques.text import lm
 from experiments.techniques.text.decomposition import split_top_level
 from jaxdyn import text
@@ -126,25 +123,11 @@ def run_all(config) -> dict[str, Any]:
           "python_version": platform.python_version()}
 
 
-def _shared_dir(config, workdir: str) -> pathlib.Path:
-  if not config.meco.share_runs:  # e.g. the smoke test: nothing outside its workdir
-    return pathlib.Path(workdir) / "shared"
-  c = config.to_dict()
-  c.pop("seed")
-  c["meco"].pop("arm")
-  digest = hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).parent.parent / f"meco-shared-{digest}" / f"seed{int(config.seed)}"
-
-
 def run(config, workdir: str) -> dict[str, Any]:
   """One arm (``config.meco.arm``) for one seed, from the seed's shared run of every arm."""
   arm_steps(config, config.meco.arm)  # checks the arm
-  path = _shared_dir(config, workdir) / "results.json"
-  if path.exists():
-    shared = json.loads(path.read_text())
-  else:
-    shared = run_all(config)
-    write_json(path, shared)
+  shared, path = shared_run(run_all, config, workdir, prefix="meco", arm_keys=('meco.arm',),
+                            share=config.meco.share_runs)
   return {**{k: v for k, v in shared.items() if k != "per_arm"}, **shared["per_arm"][config.meco.arm],
           "arm": config.meco.arm, "shared_results": str(path)}
 

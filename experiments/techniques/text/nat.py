@@ -30,9 +30,6 @@ its head replaced by a ``dim x 6`` linear layer. All arms are computed once per 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import pathlib
 import platform
 import time
 from typing import Any
@@ -44,7 +41,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.claims import caches_results, write_json
+from experiments.claims import caches_results, shared_run
 from experiments.techniques.text import lm
 from jaxdyn import text
 from jaxdyn.data import VOCAB_SIZE, load_stdlib_corpus
@@ -213,27 +210,13 @@ def run_all(config) -> dict[str, Any]:
   }
 
 
-def _shared_dir(config, workdir: str) -> pathlib.Path:
-  if not config.nat.share_runs:  # e.g. the smoke test: nothing outside its workdir
-    return pathlib.Path(workdir) / "shared"
-  d = config.to_dict()
-  d.pop("seed")
-  d["nat"].pop("method")
-  digest = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).parent.parent / f"nat-shared-{digest}" / f"seed{int(config.seed)}"
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """One arm (``config.nat.method``) for one seed, from the seed's shared run of every arm."""
   method = config.nat.method
   if method not in METHODS:
     raise ValueError(f"nat.method: must be one of {list(METHODS)}, got {method!r}")
-  path = _shared_dir(config, workdir) / "results.json"
-  if path.exists():
-    shared = json.loads(path.read_text())
-  else:
-    shared = run_all(config)
-    write_json(path, shared)
+  shared, path = shared_run(run_all, config, workdir, prefix="nat", arm_keys=('nat.method',),
+                            share=config.nat.share_runs)
   arm = shared["per_method"][method]
   f1 = arm.pop("f1_per_kind")
   return {**{k: v for k, v in shared.items() if k != "per_method"}, **arm,

@@ -37,8 +37,6 @@ The two arms of a seed share one run: ``<runs dir>/repofusion-shared-<hash>/seed
 from __future__ import annotations
 
 import hashlib
-import json
-import pathlib
 import platform
 import time
 from typing import Any
@@ -48,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments.claims import caches_results, write_json
+from experiments.claims import caches_results, shared_run
 from experiments.techniques.text import lm
 from jaxdyn import text
 from jaxdyn.data import load_stdlib_corpus
@@ -187,27 +185,13 @@ def run_all(config) -> dict[str, Any]:
           "python_version": platform.python_version()}
 
 
-def _shared_dir(config, workdir: str) -> pathlib.Path:
-  if not config.repo.share_runs:  # the smoke test: nothing outside its workdir
-    return pathlib.Path(workdir) / "shared"
-  c = config.to_dict()
-  c.pop("seed")
-  c["repo"].pop("arm")
-  digest = hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).parent.parent / f"repofusion-shared-{digest}" / f"seed{int(config.seed)}"
-
-
 def run(config, workdir: str) -> dict[str, Any]:
   """One arm (``config.repo.arm``) for one seed, from the seed's shared run of both arms."""
   arm = config.repo.arm
   if arm not in ARMS:
     raise ValueError(f"repo.arm: must be one of {list(ARMS)}, got {arm!r}")
-  path = _shared_dir(config, workdir) / "results.json"
-  if path.exists():
-    shared = json.loads(path.read_text())
-  else:
-    shared = run_all(config)
-    write_json(path, shared)
+  shared, path = shared_run(run_all, config, workdir, prefix="repofusion", arm_keys=('repo.arm',),
+                            share=config.repo.share_runs)
   return {**{k: v for k, v in shared.items() if k != "per_arm"}, **shared["per_arm"][arm], "arm": arm,
           "shared_results": str(path)}
 

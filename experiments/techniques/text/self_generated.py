@@ -26,9 +26,6 @@ The arms of a seed share one run: ``<runs dir>/selfgen-shared-<hash>/seed<k>/res
 
 from __future__ import annotations
 
-import hashlib
-import json
-import pathlib
 import platform
 import time
 from typing import Any
@@ -38,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments.claims import caches_results, write_json
+from experiments.claims import caches_results, shared_run
 from experiments.techniques.text import lm
 from experiments.techniques.text.meco import EVAL_SHUFFLE_SEED, pieces_with_packages
 from jaxdyn import text
@@ -127,27 +124,13 @@ def run_all(config) -> dict[str, Any]:
           "eval_prompts": int(len(prompts)), "python_version": platform.python_version()}
 
 
-def _shared_dir(config, workdir: str) -> pathlib.Path:
-  if not config.sampling.share_runs:  # e.g. the smoke test: nothing outside its workdir
-    return pathlib.Path(workdir) / "shared"
-  c = config.to_dict()
-  c.pop("seed")
-  c["sampling"].pop("arm")
-  digest = hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:10]
-  return pathlib.Path(workdir).parent.parent / f"selfgen-shared-{digest}" / f"seed{int(config.seed)}"
-
-
 def run(config, workdir: str) -> dict[str, Any]:
   """One arm (``config.sampling.arm``) for one seed, from the seed's shared run of both arms."""
   arm = config.sampling.arm
   if arm not in ARMS:
     raise ValueError(f"sampling.arm: must be one of {list(ARMS)}, got {arm!r}")
-  path = _shared_dir(config, workdir) / "results.json"
-  if path.exists():
-    shared = json.loads(path.read_text())
-  else:
-    shared = run_all(config)
-    write_json(path, shared)
+  shared, path = shared_run(run_all, config, workdir, prefix="selfgen", arm_keys=('sampling.arm',),
+                            share=config.sampling.share_runs)
   return {**{k: v for k, v in shared.items() if k != "per_arm"}, **shared["per_arm"][arm], "arm": arm,
           "shared_results": str(path)}
 
