@@ -157,34 +157,29 @@ def _segment_causal_attention(q, k, v, *, q_positions, k_positions, q_segment_id
   index = jnp.arange(k.shape[1])[None, :] <= jnp.arange(q.shape[1])[:, None]
   mask = ((ks[:, None, :] == qs[:, :, None]) & (kp[:, None, :] >= 0) & (kp[:, None, :] <= qp[:, :, None])
           & index[None])
-  dtype = jnp.promote_types(q.dtype, jnp.float32)
-  scale = 1.0 / math.sqrt(q.shape[-1])
-  s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(dtype), k.astype(dtype)) * scale
-  m = mask[:, None]  # (batch, 1, q_len, k_len)
-  live = jnp.any(m, axis=-1, keepdims=True)
-  s = jnp.where(live, jnp.where(m, s, -jnp.inf), 0.0)
-  out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(s, axis=-1), v.astype(dtype))
-  return jnp.where(jnp.swapaxes(live, 1, 2), out, 0.0).astype(v.dtype)
+  return _masked_attention(q, k, v, mask[:, None])  # (batch, 1, q_len, k_len)
 
 
 causal_attention.segments = _segment_causal_attention
 
 
 def _masked_attention(q, k, v, mask):
-  """Softmax attention with a boolean ``(q_len, k_len)`` mask; rows with no allowed key give zeros.
+  """Softmax attention with a boolean mask; rows with no allowed key give zeros.
 
+  ``mask``: ``(q_len, k_len)``, or ``(batch or 1, 1, q_len, k_len)`` (per example, shared by the heads).
   Masked scores are -inf, so a row whose allowed scores are all -inf (a non-finite q or k) gives NaN
   rather than weight on masked keys; a row with no allowed key is computed on zero scores (finite,
   so its gradient is zero, not NaN) and replaced by zeros.
   """
+  mask = mask[None, None] if mask.ndim == 2 else mask  # (b, 1, q_len, k_len)
   dtype = jnp.promote_types(q.dtype, jnp.float32)
   scale = 1.0 / math.sqrt(q.shape[-1])
   s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(dtype), k.astype(dtype)) * scale
-  live = jnp.any(mask, axis=-1, keepdims=True)  # (q_len, 1)
+  live = jnp.any(mask, axis=-1, keepdims=True)  # (b, 1, q_len, 1)
   s = jnp.where(live, jnp.where(mask, s, -jnp.inf), 0.0)
   w = jax.nn.softmax(s, axis=-1)
   out = jnp.einsum("bhqk,bkhd->bqhd", w, v.astype(dtype))
-  return jnp.where(live[None, :, :, None], out, 0.0).astype(v.dtype)
+  return jnp.where(jnp.swapaxes(live, 1, 2), out, 0.0).astype(v.dtype)
 
 
 def _check_positions(name, positions, length):

@@ -93,7 +93,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -101,6 +100,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn import _validation
+from jaxdyn.models._transformer import _masked_attention
 
 __all__ = [
     "MaskedTokens",
@@ -201,15 +201,6 @@ def _round(x):
 
 
 # --- attention ------------------------------------------------------------------------------------
-def _attend(q, k, v, mask):
-  dtype = jnp.promote_types(q.dtype, jnp.float32)
-  s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(dtype), k.astype(dtype)) / math.sqrt(q.shape[-1])
-  live = jnp.any(mask, axis=-1, keepdims=True)
-  s = jnp.where(live, jnp.where(mask, s, -jnp.inf), 0.0)
-  out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(s, axis=-1), v.astype(dtype))
-  return jnp.where(jnp.swapaxes(live, 1, 2), out, 0.0).astype(v.dtype)
-
-
 def _check_qkv(q, k, v):
   for name, x in (("q", q), ("k", k), ("v", v)):
     _validation.check_ndim(name, x, 4)
@@ -260,7 +251,7 @@ def bidirectional_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_posit
   _check_positions("q_positions", q_positions, (jnp.shape(q)[1],))
   kp = _check_positions("k_positions", k_positions, (jnp.shape(k)[1],))
   mask = jnp.broadcast_to((kp >= 0)[None, None, None, :], (1, 1, jnp.shape(q)[1], jnp.shape(k)[1]))
-  return _attend(q, k, v, mask)
+  return _masked_attention(q, k, v, mask)
 
 
 def _segment_bidirectional_attention(q, k, v, *, q_positions, k_positions, q_segment_ids, k_segment_ids):
@@ -272,7 +263,7 @@ def _segment_bidirectional_attention(q, k, v, *, q_positions, k_positions, q_seg
   qs = _check_positions("q_segment_ids", q_segment_ids, (b, jnp.shape(q)[1]))
   ks = _check_positions("k_segment_ids", k_segment_ids, (b, jnp.shape(k)[1]))
   mask = (ks[:, None, :] == qs[:, :, None]) & (kp[:, None, :] >= 0)
-  return _attend(q, k, v, mask[:, None])
+  return _masked_attention(q, k, v, mask[:, None])
 
 
 bidirectional_attention.segments = _segment_bidirectional_attention
