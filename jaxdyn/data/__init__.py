@@ -5,7 +5,8 @@ action ``clips`` and their ``clip_frames`` offline;
 ``tfds:<name>`` through ``tfds.data_source``); ``train_pipeline`` turns a source into a seeded,
 per-process-sharded stream of batches, optionally augmented (``random_crop_flip``, the standard CIFAR
 crop and flip). ``load_stdlib_corpus`` gives the Python standard library's sources as byte-token documents
-(a real offline text corpus, split by file) and ``synthetic_documents`` variable-length test documents.
+(a real offline text corpus, split by file), ``load_tfds_text`` a prepared TFDS text dataset the same way,
+and ``synthetic_documents`` variable-length test documents.
 """
 
 from jaxdyn.data._augment import AUGMENTATIONS, get_augmentation, random_crop_flip
@@ -26,6 +27,7 @@ from jaxdyn.data._text import (
     VOCAB_SIZE,
     TextCorpus,
     load_stdlib_corpus,
+    load_tfds_text,
     synthetic_documents,
 )
 
@@ -46,6 +48,7 @@ __all__ = [
     "get_augmentation",
     "load_dataset",
     "load_stdlib_corpus",
+    "load_tfds_text",
     "random_crop_flip",
     "synthetic_documents",
     "train_pipeline",

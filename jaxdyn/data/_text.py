@@ -207,3 +207,84 @@ def synthetic_documents(seed: int, n: int, *, min_len: int, max_len: int, vocab:
   return TextCorpus(documents=docs, names=tuple(f"doc{i}" for i in range(n)),
                     packages=tuple(f"pkg{i % 4}" for i in range(n)), python_version=platform.python_version(),
                     source="synthetic", split="all")
+
+
+def _scalar(value):
+  """A record's value as a Python str / bytes / number (TFDS gives 0-d numpy arrays for scalars)."""
+  return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
+def load_tfds_text(name: str, split: str = "train", *, feature: str = "text", metadata: str | None = None,
+                   max_documents: int | None = None, data_dir: str | os.PathLike | None = None) -> TextCorpus:
+  """A prepared TFDS text dataset's ``feature`` as byte-token documents (UTF-8 bytes, one token per byte).
+
+  Reads ``tfds.data_source(name, split=split)`` (the array_record format, never downloading; TensorFlow
+  is not needed to read it). Each record's ``feature`` (``str`` or ``bytes``) becomes one uint8
+  document, named ``"<name>/<split>/<index>"``; its package (the metadata MeCo conditions on) is the
+  record's ``metadata`` feature as text when given (e.g. a label), else ``name``. Empty texts are
+  skipped. An unprepared dataset raises `jaxdyn.data.DatasetNotPreparedError` saying how to build it.
+
+  Args:
+    name: the TFDS dataset name (e.g. ``"lm1b"``, ``"imdb_reviews"``, ``"wiki40b/en"``).
+    split: a TFDS split string.
+    feature: the text feature of a record.
+    metadata: an optional feature whose value is each document's metadata.
+    max_documents: read at most this many records, >= 1 (default: all).
+    data_dir: where the prepared dataset lives (default: TFDS's, or ``TFDS_DATA_DIR``).
+
+  Returns:
+    A `TextCorpus` with ``source="tfds:<name>"``.
+
+  Example:
+    >>> import tensorflow_datasets as tfds
+    >>> with tfds.testing.mock_data(num_examples=3):
+    ...   c = load_tfds_text("imdb_reviews", "test", metadata="label")
+    >>> len(c), c.names[0], c.documents[0].dtype
+    (3, 'imdb_reviews/test/0', dtype('uint8'))
+  """
+  for arg, value in (("name", name), ("split", split), ("feature", feature)):
+    if not isinstance(value, str) or not value:
+      raise TypeError(f"{arg}: must be a non-empty str, got {value!r}")
+  if metadata is not None and (not isinstance(metadata, str) or not metadata):
+    raise TypeError(f"metadata: must be a non-empty str or None, got {metadata!r}")
+  if max_documents is not None:
+    max_documents = _validation.check_int("max_documents", max_documents, lower=1)
+  if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+    raise TypeError(f"data_dir: must be a path, got {type(data_dir).__name__}")
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  from jaxdyn.data._sources import DatasetNotPreparedError  # pylint: disable=g-import-not-at-top
+
+  try:
+    source = tfds.data_source(name, split=split, data_dir=None if data_dir is None else os.fspath(data_dir),
+                              download=False)
+  except Exception as e:  # pylint: disable=broad-except
+    where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+    raise DatasetNotPreparedError(
+        f"name: tfds:{name} (split {split!r}) is not prepared in array_record format under {where} "
+        f"({type(e).__name__}: {e}). Prepare it once where there is network access (TensorFlow is not a jaxdyn "
+        f"dependency; a separate environment is fine):\n    pip install tensorflow tensorflow-datasets\n"
+        f"    tfds build {name} --file_format=array_record --data_dir={where}") from e
+  n = len(source) if max_documents is None else min(len(source), max_documents)
+  docs, names, packages = [], [], []
+  for i in range(n):
+    record = source[i]
+    if feature not in record:
+      raise ValueError(f"feature: tfds:{name} records have no {feature!r}; they have {sorted(record)}")
+    text = _scalar(record[feature])
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    if not data:
+      continue
+    docs.append(np.frombuffer(data, np.uint8))
+    names.append(f"{name}/{split}/{i}")
+    if metadata is None:
+      packages.append(name)
+    else:
+      if metadata not in record:
+        raise ValueError(f"metadata: tfds:{name} records have no {metadata!r}; they have {sorted(record)}")
+      value = _scalar(record[metadata])
+      packages.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
+  if not docs:
+    raise ValueError(f"name: tfds:{name} split {split!r} holds no non-empty {feature!r}")
+  return TextCorpus(documents=tuple(docs), names=tuple(names), packages=tuple(packages),
+                    python_version=platform.python_version(), source=f"tfds:{name}", split=split)

@@ -81,3 +81,26 @@ def test_bad_inputs_raise_with_the_projects_messages(tmp_path):
     data.synthetic_documents(0, 0, min_len=1, max_len=3)
   with pytest.raises(ValueError, match="documents: must be 1-D uint8"):
     data.TextCorpus((np.zeros(3, np.int32),), ("a",), ("a",), "3", "synthetic", "all")
+
+
+def test_tfds_text_through_mock_data():
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=5):
+    c = data.load_tfds_text("imdb_reviews", "test", metadata="label")
+    src = tfds.data_source("imdb_reviews", split="test")
+    texts = [src[i]["text"] for i in range(5)]
+    labels = [str(int(src[i]["label"])) for i in range(5)]
+    short = data.load_tfds_text("lm1b", max_documents=2)
+  kept = [i for i, t in enumerate(texts) if t]
+  assert [bytes(d).decode() for d in c.documents] == [texts[i] for i in kept]
+  assert list(c.packages) == [labels[i] for i in kept] and c.names[0] == f"imdb_reviews/test/{kept[0]}"
+  assert c.source == "tfds:imdb_reviews" and c.split == "test" and c.python_version == platform.python_version()
+  assert len(short) <= 2 and set(short.packages) == {"lm1b"}
+  with tfds.testing.mock_data(num_examples=2):
+    with pytest.raises(ValueError, match="feature: tfds:lm1b records have no 'body'"):
+      data.load_tfds_text("lm1b", feature="body")
+
+
+def test_unprepared_tfds_text_says_how_to_prepare(tmp_path):
+  with pytest.raises(data.DatasetNotPreparedError, match=r"tfds build lm1b --file_format=array_record"):
+    data.load_tfds_text("lm1b", data_dir=str(tmp_path))

@@ -37,8 +37,31 @@ case(f"{DATA}.synthetic_documents", "vocab", st.one_of(st.integers(max_value=1),
 case(f"{DATA}.TextCorpus", "documents", st.sampled_from([np.int32, np.float32, np.int64]))(
     lambda dt: fn(f"{DATA}.TextCorpus")((np.zeros(3, dt),), ("a",), ("a",), "3", "synthetic", "all"))
 
+
+
+def _tfds_text(**kw):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with tfds.testing.mock_data(num_examples=3):
+    return fn(f"{DATA}.load_tfds_text")(**{"name": "lm1b", **kw})
+
+
+bad_name = st.sampled_from(["", None, 3, b"lm1b", ["lm1b"]])
+case(f"{DATA}.load_tfds_text", "name", bad_name)(lambda v: _tfds_text(name=v))
+case(f"{DATA}.load_tfds_text", "split", bad_name)(lambda v: _tfds_text(split=v))
+case(f"{DATA}.load_tfds_text", "feature", st.one_of(bad_name, st.just("no_such_feature")))(
+    lambda v: _tfds_text(feature=v))
+case(f"{DATA}.load_tfds_text", "metadata", st.sampled_from(["", 3, b"x", "no_such_feature"]))(
+    lambda v: _tfds_text(metadata=v))
+case(f"{DATA}.load_tfds_text", "max_documents", bad_count)(lambda v: _tfds_text(max_documents=v))
+case(f"{DATA}.load_tfds_text", "data_dir", st.sampled_from([3, 1.5, ["a"]]))(lambda v: _tfds_text(data_dir=v))
+
 _RECORD = "a record field (a string tuple or label), stored as given"
 SPECS += [
+    Spec(f"{DATA}.load_tfds_text", dict(max_documents=2),
+         call=lambda **kw: _tfds_text(**kw).lengths.astype(np.float64), numbers=("max_documents",),
+         not_applicable={"name": "a dataset name, checked by a Case", "split": "a split name, checked by a Case",
+                         "feature": "a record key, checked by a Case", "metadata": "a record key, checked by a Case",
+                         "data_dir": "a directory path, checked by a Case"}),
     Spec(f"{DATA}.load_stdlib_corpus", dict(split="validation", validation_fraction=0.05),
          call=lambda **kw: fn(f"{DATA}.load_stdlib_corpus")(**kw).lengths.astype(np.float64),
          numbers=("validation_fraction",), not_applicable={"root": "a directory path, checked by a Case"}),
