@@ -253,3 +253,13 @@ EXEMPT = {
     f"{RL}.HAPOHistory": "a NamedTuple holding one array, built by hapo_init and hapo_update_history",
     f"{RL}.DriftMetrics": "a NamedTuple of arrays returned by value_drift",
 }
+
+# --- techniques declared in their own ``_rl_<technique>.py`` beside this file, merged here ------------------
+import importlib as _importlib  # noqa: E402
+import pathlib as _pathlib  # noqa: E402
+
+for _path in sorted(_pathlib.Path(__file__).parent.glob("_rl_*.py")):
+  _mod = _importlib.import_module(f"tests.scale.input_policy.{_path.stem}")
+  CASES.extend(_mod.CASES)
+  SPECS.extend(_mod.SPECS)
+  EXEMPT.update(_mod.EXEMPT)
