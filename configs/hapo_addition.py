@@ -37,7 +37,7 @@ import ml_collections
 from experiments.claims import Arm, Claim, Expect
 from experiments.techniques.rl.hapo import hapo_runner
 
-PAPER = ("Huang, Liu, Zhang, Wang, Wang, HAPO: Training Language Models to Reason Concisely via History-Aware Policy "
+PAPER = ("Huang, Zhang, Cardie, HAPO: Training Language Models to Reason Concisely via History-Aware Policy "
          "Optimization, 2025, https://arxiv.org/abs/2505.11225")
 RUNNER = hapo_runner
 

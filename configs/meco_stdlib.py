@@ -20,7 +20,7 @@ import ml_collections
 from experiments.claims import Arm, Claim, Expect
 from experiments.techniques.text.meco import meco_runner
 
-PAPER = ("Gao, Wettig, He, Chen, Fu, Chen, Chen, Metadata Conditioning Accelerates Language Model Pre-training, "
+PAPER = ("Gao, Wettig, He, Dong, Malladi, Chen, Metadata Conditioning Accelerates Language Model Pre-training, "
          "ICML 2025, https://arxiv.org/abs/2501.01956")
 RUNNER = meco_runner
 
