@@ -155,9 +155,10 @@ OBJ_MODEL = [(o, m) for o in OBJECTIVES for m in MODELS]
 def _models_trained_by_configs() -> frozenset[str]:
   names = [p.stem for p in pathlib.Path(__file__).parents[2].joinpath("configs").glob("*.py")
            if not p.name.startswith("_")]
-  # Measurement configs run by their own runner (configs/icl_linear.py) train no registry model.
+  # Measurement configs run by their own runner (configs/icl_linear.py) train no registry model; runner configs
+  # whose ``model`` is a section of settings (configs/dd_stdlib.py) do not either.
   models = (importlib.import_module(f"configs.{n}").get_config().get("model") for n in names)
-  return frozenset(m for m in models if m is not None)
+  return frozenset(m for m in models if isinstance(m, str))
 
 
 def _runs_two_steps(objective, model):
