@@ -187,6 +187,17 @@ def kl_k3(log_probs: jax.Array, ref_log_probs: jax.Array) -> jax.Array:
   return jnp.expm1(d) - d
 
 
+def _masked_average(x: jax.Array, mask: jax.Array, aggregation: str) -> jax.Array:
+  """The mean of ``x`` over ``mask``: over every masked token of the batch (``"token"``), or within each row
+  then over the rows holding at least one (``"sequence"``). Shared by the policy-gradient losses."""
+  if aggregation == "token":
+    return jnp.sum(x * mask) / jnp.sum(mask)
+  rows = jnp.sum(mask, axis=1)
+  live = rows > 0
+  per_row = jnp.sum(x * mask, axis=1) / jnp.where(live, rows, 1.0)
+  return jnp.sum(jnp.where(live, per_row, 0.0)) / jnp.sum(live)
+
+
 def clipped_surrogate_loss(log_probs: jax.Array, old_log_probs: jax.Array, advantages: jax.Array, mask: jax.Array,
                            *, clip_eps: float = 0.2, ref_log_probs: jax.Array | None = None,
                            kl_coef: float = 0.0, aggregation: str = "token") -> tuple[jax.Array, dict]:
@@ -252,12 +263,7 @@ def clipped_surrogate_loss(log_probs: jax.Array, old_log_probs: jax.Array, advan
   per_token = per_token + kl_coef * kl
 
   def average(x):
-    if aggregation == "token":
-      return jnp.sum(x * m) / jnp.sum(m)
-    rows = jnp.sum(m, axis=1)
-    live = rows > 0
-    per_row = jnp.sum(x * m, axis=1) / jnp.where(live, rows, 1.0)
-    return jnp.sum(jnp.where(live, per_row, 0.0)) / jnp.sum(live)
+    return _masked_average(x, m, aggregation)
 
   aux = {"kl": average(kl), "clip_fraction": average((clipped < unclipped).astype(lp.dtype))}
   return average(per_token), aux

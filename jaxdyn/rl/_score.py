@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn import _validation
-from jaxdyn.rl._policy_gradient import AGGREGATIONS, clipped_surrogate_loss, kl_k3
+from jaxdyn.rl._policy_gradient import AGGREGATIONS, _masked_average, clipped_surrogate_loss, kl_k3
 from jaxdyn.models import Transformer, generate
 from jaxdyn.rl._task import (
     VERBOSITIES,
@@ -238,15 +238,6 @@ def score_stage2_rewards(first_rewards: jax.Array, second_rewards: jax.Array, *,
   return r1, r2 + jnp.asarray(alpha, r1.dtype) * (r2 - r1)
 
 
-def _average(x, m, aggregation):
-  if aggregation == "token":
-    return jnp.sum(x * m) / jnp.sum(m)
-  rows = jnp.sum(m, axis=1)
-  live = rows > 0
-  per_row = jnp.sum(x * m, axis=1) / jnp.where(live, rows, 1.0)
-  return jnp.sum(jnp.where(live, per_row, 0.0)) / jnp.sum(live)
-
-
 def _check_mask(name, mask, like_name, like):
   _validation.check_same_shape(name, mask, like_name, like)
   _validation.check_nonnegative(name, mask)
@@ -311,7 +302,7 @@ def score_stage1_loss(first_log_probs: jax.Array, first_ref_log_probs: jax.Array
   lp1 = _validation.check_floating("first_log_probs", first_log_probs)
   lp1 = lp1.astype(jnp.promote_types(lp1.dtype, jnp.float32))
   ref1 = jax.lax.stop_gradient(_validation.check_floating("first_ref_log_probs", first_ref_log_probs).astype(lp1.dtype))
-  kl = _average(kl_k3(lp1, ref1), jnp.asarray(first_mask, lp1.dtype), aggregation)
+  kl = _masked_average(kl_k3(lp1, ref1), jnp.asarray(first_mask, lp1.dtype), aggregation)
   loss = pg + jnp.asarray(beta2, lp1.dtype) * kl
   return loss, {"pg_loss": pg, "kl_first": kl, "clip_fraction": aux["clip_fraction"]}
 
