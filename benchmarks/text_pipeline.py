@@ -51,6 +51,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from absl import app, flags
@@ -133,7 +134,7 @@ def main(argv):
 
   sampler = text.VSLSampler(sizes, tokens_per_step=tps, kmin=kmin, curriculum="grow_p2", cycles=4, seed=0)
   share = sampler.batches_per_cycle / sampler.batches_per_cycle.sum()
-  cfg = type("C", (), dict(dim=FLAGS.dim, depth=FLAGS.depth, num_heads=4, mlp_ratio=4))
+  cfg = ml_collections.ConfigDict(dict(dim=FLAGS.dim, depth=FLAGS.depth, num_heads=4, mlp_ratio=4))
   rng = np.random.default_rng(0)
   steps, batches = {}, {}
   for k in range(kmin, kmax + 1):

@@ -173,25 +173,35 @@ class TfdsSource:
 _TFDS_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "svhn_cropped": 10}
 
 
-def _tfds(name: str, data_dir: str | None) -> Dataset:
+def tfds_data_source(name: str, split: str, data_dir: str | os.PathLike | None):
+  """``tfds.data_source(name, split=split)`` of a prepared dataset, never downloading.
+
+  A dataset not prepared in the array_record format raises `DatasetNotPreparedError` saying how to
+  build it (TensorFlow is needed to build it, not to read it, and is not a jaxdyn dependency).
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  if name not in _TFDS_CLASSES:
-    raise ValueError(f"name: tfds:{name} is not supported; supported are "
-                     f"{['tfds:' + n for n in sorted(_TFDS_CLASSES)]}")
+  data_dir = None if data_dir is None else os.fspath(data_dir)
   try:
-    train = tfds.data_source(name, split="train", data_dir=data_dir, download=False)
-    test = tfds.data_source(name, split="test", data_dir=data_dir, download=False)
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except Exception as e:  # pylint: disable=broad-except
     where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     raise DatasetNotPreparedError(
-        f"name: tfds:{name} is not prepared in array_record format under {where} ({type(e).__name__}). "
-        f"Prepare it once on a machine with network access and TensorFlow installed (TensorFlow is not a "
-        f"jaxdyn dependency; a separate environment is fine):\n"
+        f"name: tfds:{name} (split {split!r}) is not prepared in array_record format under {where} "
+        f"({type(e).__name__}). Prepare it once on a machine with network access and TensorFlow installed "
+        f"(TensorFlow is not a jaxdyn dependency; a separate environment is fine):\n"
         f"    pip install tensorflow tensorflow-datasets\n"
         f"    tfds build {name} --file_format=array_record --data_dir={where}\n"
         f"then point jaxdyn at it with --config.data_dir={where} (or TFDS_DATA_DIR)."
     ) from e
+
+
+def _tfds(name: str, data_dir: str | None) -> Dataset:
+  if name not in _TFDS_CLASSES:
+    raise ValueError(f"name: tfds:{name} is not supported; supported are "
+                     f"{['tfds:' + n for n in sorted(_TFDS_CLASSES)]}")
+  train = tfds_data_source(name, "train", data_dir)
+  test = tfds_data_source(name, "test", data_dir)
   shape = tuple(int(s) for s in train[0]["image"].shape)
   return Dataset(f"tfds:{name}", TfdsSource(train), TfdsSource(test), shape, _TFDS_CLASSES[name])
 

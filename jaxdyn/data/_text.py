@@ -251,20 +251,9 @@ def load_tfds_text(name: str, split: str = "train", *, feature: str = "text", me
     max_documents = _validation.check_int("max_documents", max_documents, lower=1)
   if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
     raise TypeError(f"data_dir: must be a path, got {type(data_dir).__name__}")
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from jaxdyn.data._sources import tfds_data_source  # pylint: disable=g-import-not-at-top
 
-  from jaxdyn.data._sources import DatasetNotPreparedError  # pylint: disable=g-import-not-at-top
-
-  try:
-    source = tfds.data_source(name, split=split, data_dir=None if data_dir is None else os.fspath(data_dir),
-                              download=False)
-  except Exception as e:  # pylint: disable=broad-except
-    where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-    raise DatasetNotPreparedError(
-        f"name: tfds:{name} (split {split!r}) is not prepared in array_record format under {where} "
-        f"({type(e).__name__}: {e}). Prepare it once where there is network access (TensorFlow is not a jaxdyn "
-        f"dependency; a separate environment is fine):\n    pip install tensorflow tensorflow-datasets\n"
-        f"    tfds build {name} --file_format=array_record --data_dir={where}") from e
+  source = tfds_data_source(name, split, data_dir)
   n = len(source) if max_documents is None else min(len(source), max_documents)
   docs, names, packages = [], [], []
   for i in range(n):

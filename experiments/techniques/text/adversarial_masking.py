@@ -262,7 +262,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if rate not in [float(r) for r in config.finetune.mask_rates]:
     raise ValueError(f"finetune.mask_rate: must be one of finetune.mask_rates {list(config.finetune.mask_rates)}, "
                      f"got {rate}")
-  shared, path = shared_run(run_all, config, workdir, prefix="adversarial-masking", arm_keys=('pretrain.masking', 'finetune.mask_rate'),
+  shared, path = shared_run(run_all, config, workdir, prefix="adversarial-masking",
+                            arm_keys=("pretrain.masking", "finetune.mask_rate"),
                             share=config.pretrain.share_runs)
   arm = shared["per_arm"][f"{masking}/{rate}"]
   return {**{k: v for k, v in shared.items() if k != "per_arm"}, **arm, "masking": masking, "mask_rate": rate,

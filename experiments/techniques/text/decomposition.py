@@ -31,7 +31,8 @@ Validation: the validation split's pieces, shuffled once (seed-independent), pac
 tokens predicted from their own document (`lm.evaluate`), every ``t.eval_every`` steps.
 
 The arms are trained in lockstep (`lm.train_lockstep`: one step of each in turn), so whatever else runs
-on the machine slows them alike. Per arm it records the validation curve, the attention FLOPs of every step (`jaxdyn.text.attention_flops`
+on the machine slows them alike. Per arm it records the validation curve, the attention FLOPs of every step
+(`jaxdyn.text.attention_flops`
 on the step's segment lengths: ``rows x 2^k`` for DD, whole rows for concat, document pieces with the
 mask) and the seconds spent in steps (compiles excluded: each bucket shape compiles once). Against the
 concat arm's final validation loss it reports, per arm, the attention FLOPs and step seconds spent

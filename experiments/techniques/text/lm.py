@@ -11,7 +11,8 @@ A batch is a dict of numpy or jax arrays:
 
 The loss is the weighted mean token cross-entropy in nats,
 
-.. math:: \\mathcal{L} = \\frac{\\sum_{b,t} w_{bt} \\, (-\\log p_\\theta(y_{bt} \\mid x_{b, \\le t}))}{\\sum_{b,t} w_{bt}},
+.. math::
+   \\mathcal{L} = \\frac{\\sum_{b,t} w_{bt} \\, (-\\log p_\\theta(y_{bt} \\mid x_{b, \\le t}))}{\\sum_{b,t} w_{bt}},
 
 and `evaluate` returns the same ratio pooled over all its batches (weights summed first: nats per
 weighted token). Shapes may change from step to step (dataset decomposition's buckets): ``jit``
@@ -40,9 +41,8 @@ MODEL_KEYS = ("inputs", "segment_ids", "positions")
 def make_model(c, seed: int) -> Transformer:
   """A causal `Transformer` from ``c.dim``, ``c.depth``, ``c.num_heads``, ``c.mlp_ratio`` and
   ``c.vocab_size`` (default `jaxdyn.data.VOCAB_SIZE`: bytes and the BOS / EOS / PAD ids)."""
-  vocab = c.get("vocab_size", VOCAB_SIZE) if hasattr(c, "get") else getattr(c, "vocab_size", VOCAB_SIZE)
-  return Transformer(vocab_size=vocab, dim=c.dim, depth=c.depth, num_heads=c.num_heads, mlp_ratio=c.mlp_ratio,
-                     rngs=nnx.Rngs(seed))
+  return Transformer(vocab_size=c.get("vocab_size", VOCAB_SIZE), dim=c.dim, depth=c.depth, num_heads=c.num_heads,
+                     mlp_ratio=c.mlp_ratio, rngs=nnx.Rngs(seed))
 
 
 def _model_inputs(batch: Mapping[str, Any]) -> dict[str, jax.Array]:

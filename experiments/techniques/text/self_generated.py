@@ -80,12 +80,11 @@ def free_running(model, prompts: np.ndarray, continuations: np.ndarray) -> dict[
 
 def scheduled_batches(trainer: lm.Trainer, rows, s, *, steps: int, seed: int):
   """Batch-scheduled sampling: each batch's inputs partly replaced by the current model's argmax tokens."""
-  model = trainer.model
-  graphdef, _ = nnx.split(model)
+  graphdef, _, rest = nnx.split(trainer.model, nnx.Param, ...)
 
   @jax.jit
-  def replace(state, inputs, segment_ids, positions, p, key):
-    m = nnx.merge(graphdef, state)
+  def replace(params, inputs, segment_ids, positions, p, key):
+    m = nnx.merge(graphdef, params, rest)
     logits = m(inputs, segment_ids=segment_ids, positions=positions)
     return text.self_generated_inputs(inputs, logits, p, key=key, segment_ids=segment_ids).inputs
 
@@ -93,9 +92,9 @@ def scheduled_batches(trainer: lm.Trainer, rows, s, *, steps: int, seed: int):
   for step in range(steps):
     batch = dict(next(rows))
     p = text.sampling_probability(step, steps, schedule=s.schedule, p_max=s.p_max, stages=s.stages)
-    if p > 0:
-      _, state = nnx.split(trainer.sync())
-      batch["inputs"] = np.asarray(replace(state, jnp.asarray(batch["inputs"]), jnp.asarray(batch["segment_ids"]),
+    if p > 0:  # the offline pass reads the trainer's current parameters directly (no copy into the model)
+      batch["inputs"] = np.asarray(replace(trainer.params, jnp.asarray(batch["inputs"]),
+                                           jnp.asarray(batch["segment_ids"]),
                                            jnp.asarray(batch["positions"]), jnp.float32(p),
                                            jax.random.fold_in(key, step)))
     batch["_p"] = p
