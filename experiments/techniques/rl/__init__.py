@@ -1,5 +1,6 @@
 """Post-training in the harness (`jaxdyn.rl`), one module per technique.
 
+- ``addition``: the addition task's SFT stage, sampling, GRPO step and evaluation, shared by the runners.
 - ``hapo``: HAPO against correctness-only GRPO from one SFT policy on multi-digit addition
   (`hapo_runner`), a claim runner.
 - ``drift``: the ``"probe_drift"`` callback: any harness run's choices on a fixed probe set across
