@@ -4,7 +4,8 @@
 via History-Aware Policy Optimization", https://arxiv.org/abs/2505.11225) at toy scale, with
 ``c = config.rl``. One seed:
 
-1. **SFT** (`experiments.techniques.rl.addition.train_sft`). A byte-level `jaxdyn.models.Transformer` (`experiments.techniques.text.lm.make_model`) is
+1. **SFT** (`experiments.techniques.rl.addition.train_sft`). A byte-level `jaxdyn.models.Transformer`
+   (`experiments.techniques.text.lm.make_model`) is
    trained by next-token prediction on the completions (`jaxdyn.rl.completion_mask`: no loss on the
    prompt) of ``c.sft_steps`` batches of fresh addition problems (``c.digits`` digits), each written at a
    verbosity drawn with probabilities ``c.verbosity_probs`` (answer only; column sums; columns with
