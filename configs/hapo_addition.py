@@ -1,7 +1,8 @@
 """HAPO (Huang et al., 2025) against correctness-only GRPO on 2-digit addition, from one SFT policy per seed.
 
     .venv/bin/python -m experiments.repro --claim=hapo_shorter_answers --output=/tmp/hapo.md
-    make repro CLAIM=hapo_shorter_answers     # also hapo_keeps_accuracy
+    make repro CLAIM=hapo_shorter_answers     # also hapo_keeps_accuracy, hapo_shorter_few_prompts,
+                                              # hapo_keeps_accuracy_few_prompts
 
 Not a training run of the harness: each arm is one `experiments.techniques.rl.hapo.hapo_runner` call; both arms of
 a seed share one run (one SFT policy, the same prompt draws). A byte-level `jaxdyn.models.Transformer` (width 64,
@@ -26,7 +27,13 @@ is mostly 0, and HAPO's reward is the correctness reward; at temperature 1 the v
 accurate ones (the SFT policy's sampled accuracy is about 0.5). A setting with far fewer prompts (each seen tens
 of times, as in the paper's several epochs) is the next thing to declare, as a new claim.
 
-Declared before any run:
+Second setting, declared after the first result and before any run of it: the same with a training set of 32
+prompts instead of 512 (16 drawn per step, so each prompt comes back about 50 times in 100 steps and its history
+is set from its second visit on), the only change, as the diagnosis above suggests. Same thresholds:
+- ``hapo_shorter_few_prompts``: HAPO's mean answer length at most 0.8 of correctness-only RL's;
+- ``hapo_keeps_accuracy_few_prompts``: HAPO's accuracy at most 5 points below correctness-only RL's.
+
+Declared before any run (first setting):
 - ``hapo_shorter_answers``: HAPO's mean answer length at most 0.8 of correctness-only RL's (the paper: 33-59%
   shorter);
 - ``hapo_keeps_accuracy``: HAPO's accuracy at most 5 points below correctness-only RL's (the paper: 2-5 points).
@@ -67,6 +74,9 @@ def smoke_config():
 
 CORRECTNESS = Arm("correctness reward", {"rl.arm": "correctness"})
 HAPO = Arm("HAPO reward", {"rl.arm": "hapo"})
+FEW_PROMPTS = 32
+CORRECTNESS_FEW = Arm("correctness reward", {"rl.arm": "correctness", "rl.num_prompts": FEW_PROMPTS})
+HAPO_FEW = Arm("HAPO reward", {"rl.arm": "hapo", "rl.num_prompts": FEW_PROMPTS})
 SETTING = ("2-digit addition written as bytes; a 2-layer width-64 byte-level Transformer fine-tuned on completions "
            "of three verbosities (answer only 20%, column sums 30%, columns with carries 50%; 10% wrong answers), "
            "then 100 GRPO steps (16 prompts of a fixed set of 512 x 8 samples, temperature 1, one on-policy step "
@@ -78,6 +88,8 @@ _REPORT = {"accuracy": "accuracy", "mean length": "mean_length", "length / SFT's
 
 def get_claims():
   common = dict(paper=PAPER, get_config=get_config, arms=[CORRECTNESS, HAPO], runner=hapo_runner, report=_REPORT)
+  few = {**common, "arms": [CORRECTNESS_FEW, HAPO_FEW]}
+  setting_few = SETTING.replace("a fixed set of 512", f"a fixed set of {FEW_PROMPTS}")
   return [
       Claim(name="hapo_shorter_answers",
             statement="History-aware length rewards make a reasoning model's answers 33-59% shorter than "
@@ -90,4 +102,17 @@ def get_claims():
             setting=SETTING + " Declared: HAPO's accuracy at most 5 points below correctness-only RL's.",
             metric="accuracy", metric_name="greedy accuracy",
             expects=[Expect("at_least", "HAPO reward", "correctness reward", margin=0.05)], **common),
+      Claim(name="hapo_shorter_few_prompts",
+            statement="History-aware length rewards make a reasoning model's answers 33-59% shorter than "
+            "correctness-only RL.",
+            setting=setting_few + " Each prompt comes back about 50 times, so its history is set. Declared: HAPO's "
+            "mean length at most 0.8 of correctness-only RL's.",
+            metric="length_ratio_to_correctness", metric_name="mean length / correctness-only RL's",
+            expects=[Expect("below", "HAPO reward", value=0.8)], **few),
+      Claim(name="hapo_keeps_accuracy_few_prompts",
+            statement="HAPO shortens answers at a small accuracy cost (2-5 points).",
+            setting=setting_few + " Each prompt comes back about 50 times, so its history is set. Declared: HAPO's "
+            "accuracy at most 5 points below correctness-only RL's.",
+            metric="accuracy", metric_name="greedy accuracy",
+            expects=[Expect("at_least", "HAPO reward", "correctness reward", margin=0.05)], **few),
   ]
