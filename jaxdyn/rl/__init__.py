@@ -19,7 +19,7 @@ ToMAP, DPO and value drift.
   automatic temperature balancing by Reward-Pass@2, a small reward model and the loss on selected answers.
 - `value_preferences`, `value_sft_data`, `value_probes`, `probe_value_probs`, `dpo_init`, `dpo_step`, `DPOState`,
   `ValuePreferences`, `ValueDemos`, `ValueProbes`: a synthetic preference dataset with a controlled value, a
-  fixed probe set and its choice probabilities, and a jitted DPO step (after "Value Drifts", 2025).
+  fixed probe set and its choice probabilities, and a jitted DPO step (after Bhatia et al., "Value Drifts", 2025).
 - `opponent_update`, `opponent_reply`, `thesis_agreement`, `reply_features`, `StancePredictor`, `stance_loss`,
   `predicted_stance`, `persuader_observation`, `persuasion_reward`, `dialogue_rewards`, `play_dialogue`,
   `Dialogue`, `dialogue_stance_examples`, `NUM_LEVELS`: ToMAP's opponent-aware persuasion core (Han et al., 2025)

@@ -22,8 +22,8 @@ may differ.
 References:
   Rafailov et al., "Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
   NeurIPS 2023. https://arxiv.org/abs/2305.18290
-  "Value Drifts: Tracing Value Alignment During LLM Post-Training", 2025 (only its abstract was read here;
-  authors and link not verified).
+  Bhatia, Nayak, Kamath, Mosbach, Stańczak, Shwartz, Reddy, "Value Drifts: Tracing Value Alignment During
+  LLM Post-Training", 2025. https://arxiv.org/abs/2510.26707 (only its abstract was read here).
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ prompts use ids ``0 .. 799``; the fixed probe set uses the held-out ids ``800 ..
   log-probs, the reference policy frozen at `dpo_init`) with an Optax optimizer.
 
 References:
-  "Value Drifts: Tracing Value Alignment During LLM Post-Training", 2025. https://arxiv.org/abs/2510.26707
-  (only its abstract was read here).
+  Bhatia, Nayak, Kamath, Mosbach, Stańczak, Shwartz, Reddy, "Value Drifts: Tracing Value Alignment During
+  LLM Post-Training", 2025. https://arxiv.org/abs/2510.26707 (only its abstract was read here).
   Rafailov et al., "Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
   NeurIPS 2023. https://arxiv.org/abs/2305.18290
 """
