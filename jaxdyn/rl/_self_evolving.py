@@ -38,7 +38,7 @@ ties in every ranking broken by the earlier answer, majority-vote ties going to 
 outcome (not process) reward model, are this module's reading and are marked "derived here" where they
 appear. No ``official_compat`` switch exists, since no authors' code was read.
 
-Reference: Liu et al., "Diving into Self-Evolving Training for Multimodal Reasoning", 2024.
+Reference: Liu et al., "Diving into Self-Evolving Training for Multimodal Reasoning", ICML 2025.
 https://arxiv.org/abs/2412.17451 ; project: https://mstar-lmm.github.io
 """
 
