@@ -33,6 +33,16 @@ is set from its second visit on), the only change, as the diagnosis above sugges
 - ``hapo_shorter_few_prompts``: HAPO's mean answer length at most 0.8 of correctness-only RL's;
 - ``hapo_keeps_accuracy_few_prompts``: HAPO's accuracy at most 5 points below correctness-only RL's.
 
+Result of the second setting (3 seeds, 2026-12-02, about 25 minutes beside other claims):
+``hapo_shorter_few_prompts`` holds on the mean and ``hapo_keeps_accuracy_few_prompts`` does not. HAPO's greedy
+answers are 0.72x as long as correctness-only RL's (16.6 against 23.0 bytes), but one seed carries it: per seed
+0.38 / 0.94 / 0.85, so two of three seeds alone miss the 0.8 bar. Accuracy falls from 0.857 to 0.675 (per seed
+0.965 / 0.898 / 0.707 against 0.488 / 0.895 / 0.641), far more than the paper's 2-5 points; the seed that shortens
+most (seed 0, answer-only format) loses the most (48 points). With 32 prompts the correctness-only arm also loses
+accuracy against the SFT policy (0.943 -> 0.857): 100 steps on 32 prompts overfit them. The shortening here is the
+policy switching to the answer-only format, whose accuracy the SFT stage left low (its traces help this small
+model add), which is why length and accuracy move together rather than independently as in the paper.
+
 Declared before any run (first setting):
 - ``hapo_shorter_answers``: HAPO's mean answer length at most 0.8 of correctness-only RL's (the paper: 33-59%
   shorter);
