@@ -374,8 +374,11 @@ def score_sample(model: Transformer, prompts: Sequence[bytes], *, key: jax.Array
 
   Both turns use `jaxdyn.models.generate` (KV cache, jitted). The first turn runs as one batch (the task's
   prompts share a length); second-turn prompts differ in length with ``y1``, so they run in one batch per
-  distinct length (the compiled loop is cached per length). Turn 1 uses the key ``fold_in(key, 0)``, the
-  batch of second-turn prompts of length ``L`` ``fold_in(key, L)``. Attempts are decoded up to their first
+  distinct length. `generate` compiles once per prompt shape, so each batch of second-turn prompts is padded to
+  the next power of two rows (copies of its last prompt, whose completions are dropped): the compiled loops are
+  then cached per (length, power of two), not recompiled for every new count of rows of a length, which in RL
+  changes from step to step. Turn 1 uses the key ``fold_in(key, 0)``, the batch of second-turn prompts of length
+  ``L`` ``fold_in(key, L)``. Attempts are decoded up to their first
   EOS (`jaxdyn.rl.decode_completion`); one that ran out of ``max_new_tokens`` is kept as it stands.
 
   Args:
@@ -411,17 +414,19 @@ def score_sample(model: Transformer, prompts: Sequence[bytes], *, key: jax.Array
   if not instruction:
     raise ValueError("instruction: must be non-empty bytes, got b''")
 
-  def complete(batch, k):
-    start = len(batch[0]) + 1
+  def complete(batch, k, pad=False):
+    start, n = len(batch[0]) + 1, len(batch)
+    if pad:  # a power of two rows, so a new row count does not compile a new loop
+      batch = list(batch) + [batch[-1]] * ((1 << (n - 1).bit_length()) - n)
     out = np.asarray(generate(model, encode(batch, length=start), max_new_tokens=max_new_tokens, key=k,
                               temperature=temperature, greedy=greedy))
-    return [decode_completion(row[start:]) for row in out]
+    return [decode_completion(row[start:]) for row in out[:n]]
 
   first = complete(prompts, jax.random.fold_in(key, 0))
   turn2 = [p + y1 + instruction for p, y1 in zip(prompts, first)]
   second: list[bytes] = [b""] * len(prompts)
   for n in sorted({len(t) for t in turn2}):
     rows = [i for i, t in enumerate(turn2) if len(t) == n]
-    for i, y2 in zip(rows, complete([turn2[i] for i in rows], jax.random.fold_in(key, n))):
+    for i, y2 in zip(rows, complete([turn2[i] for i in rows], jax.random.fold_in(key, n), pad=True)):
       second[i] = y2
   return first, second

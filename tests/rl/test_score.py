@@ -261,3 +261,29 @@ def test_sample_two_turns_with_a_stub_generator(monkeypatch):
     rl.score_sample(model, [b"1+2=", b"12+07="], key=key, max_new_tokens=4)
   with pytest.raises(TypeError, match="key: must be a jax.random key"):
     rl.score_sample(model, prompts, key=0, max_new_tokens=4)
+
+
+def test_sample_pads_second_turn_batches_to_a_power_of_two_rows(monkeypatch):
+  """A length's batch of turn-2 prompts runs as a power of two rows (its last prompt repeated), so RL steps whose
+  counts of rows per length differ reuse the compiled loops; the padding rows' completions are dropped."""
+  from jaxdyn.rl import _score
+  shapes = []
+
+  def fake_generate(model, prompt_tokens, *, max_new_tokens, key, temperature, greedy):
+    prompt_tokens = np.asarray(prompt_tokens)
+    shapes.append(prompt_tokens.shape)
+    rows = []
+    for i, row in enumerate(prompt_tokens):
+      text = (b"#1" if i < 3 else b"#22") if len(shapes) == 1 else b"#" + str(i).encode()
+      rows.append([*row, *([*text, EOS_ID] + [PAD_ID] * max_new_tokens)[:max_new_tokens]])
+    if len(shapes) == 2:  # the padding row repeats the last prompt of the length
+      np.testing.assert_array_equal(prompt_tokens[3], prompt_tokens[2])
+    return jnp.asarray(rows, jnp.int32)
+
+  monkeypatch.setattr(_score, "generate", fake_generate)
+  model = Transformer(VOCAB_SIZE, dim=16, depth=1, num_heads=1, rngs=nnx.Rngs(0))
+  prompts = [b"12+07=", b"30+04=", b"11+11=", b"20+20=", b"21+20="]
+  first, second = rl.score_sample(model, prompts, key=jax.random.key(0), max_new_tokens=4, instruction=b"?")
+  assert first == [b"#1"] * 3 + [b"#22"] * 2
+  assert shapes == [(5, 7), (4, 10), (2, 11)]  # turn 1 as it is; 3 rows of length 10 -> 4, 2 of length 11 -> 2
+  assert second == [b"#0", b"#1", b"#2", b"#0", b"#1"]
