@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -191,7 +192,8 @@ def caches_results(runner: Callable[[ml_collections.ConfigDict, str], Mapping[st
 
 
 def shared_run(run_all: Callable[[ml_collections.ConfigDict], Mapping[str, Any]], config: ml_collections.ConfigDict,
-               workdir: str, *, prefix: str, arm_keys: Sequence[str], share: bool) -> tuple[dict[str, Any], pathlib.Path]:
+               workdir: str, *, prefix: str, arm_keys: Sequence[str], share: bool,
+               checkpoints: bool = False) -> tuple[dict[str, Any], pathlib.Path]:
   """The results every arm of one seed reads, computed once: ``(results, path of their results.json)``.
 
   For claim runners whose arms are cheapest computed together (one trained model, one noise draw,
@@ -199,7 +201,9 @@ def shared_run(run_all: Callable[[ml_collections.ConfigDict], Mapping[str, Any]]
   own part. With ``share`` the results go to ``<runs dir>/<prefix>-shared-<hash>/seed<k>/results.json``
   beside the arms' workdirs (``<runs dir>/<arm>/seed<k>``), the hash of the config without ``seed`` and
   the dotted ``arm_keys`` (what differs between the arms), so every arm of the seed reads the same run;
-  without it (smoke tests) into ``<workdir>/shared``, nothing outside the workdir.
+  without it (smoke tests) into ``<workdir>/shared``, nothing outside the workdir. With ``checkpoints``,
+  ``run_all(config, checkpoint_dir=<that folder>/checkpoints)`` may checkpoint its long loops there, so a
+  crashed run resumes where it stopped; the folder is removed once the results are written.
   """
   if share:
     d = config.to_dict()
@@ -214,6 +218,11 @@ def shared_run(run_all: Callable[[ml_collections.ConfigDict], Mapping[str, Any]]
   path = folder / "results.json"
   if path.exists():
     return json.loads(path.read_text()), path
-  results = dict(run_all(config))
+  if checkpoints:
+    results = dict(run_all(config, checkpoint_dir=folder / "checkpoints"))
+  else:
+    results = dict(run_all(config))
   write_json(path, results)
+  if checkpoints:
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
   return results, path

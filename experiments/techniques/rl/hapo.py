@@ -26,11 +26,14 @@ via History-Aware Policy Optimization", https://arxiv.org/abs/2505.11225) at toy
 3. **Evaluation** on ``c.eval_problems`` held-out problems, greedy decoding: accuracy and mean length
    (every completion, correct or not), for the SFT policy and after RL.
 
-The arms of a seed share one run (`experiments.claims.shared_run`).
+The arms of a seed share one run (`experiments.claims.shared_run`). Each arm's RL state, HAPO's per-prompt
+history included, is checkpointed every `CHECKPOINT_EVERY` steps beside the shared run's results, so a run that
+crashes resumes at its last checkpoint with the same draws (the SFT stage, about a minute, is recomputed).
 """
 
 from __future__ import annotations
 
+import pathlib
 import time
 from typing import Any
 
@@ -41,15 +44,23 @@ import numpy as np
 import optax
 from flax import nnx
 
+from experiments import checkpointing
 from experiments.claims import caches_results, shared_run
 from experiments.techniques.rl import addition
 from jaxdyn import rl
 
 ARMS = ("correctness", "hapo")
+CHECKPOINT_EVERY = 10  # RL steps between checkpoints of an arm (a module constant: not part of the config's hash)
 
 
-def train_rl(model, ref, c, arm: str, seed: int) -> list[dict[str, float]]:
-  """Step 2 of the module docstring, in place on ``model``; the per-step log."""
+def train_rl(model, ref, c, arm: str, seed: int, checkpoint_dir=None) -> list[dict[str, float]]:
+  """Step 2 of the module docstring, in place on ``model``; the per-step log.
+
+  With ``checkpoint_dir``, the RL state (parameters, optimizer state, HAPO's per-prompt history), the prompt
+  sampler's state and the log are checkpointed every `CHECKPOINT_EVERY` steps and at the end
+  (`experiments.checkpointing.Checkpointer`), and a run that finds a checkpoint there continues from it with the
+  same draws as an uninterrupted run.
+  """
   problems = rl.addition_problems(c.num_prompts, digits=c.digits, seed=seed + 1000)
   prompts = [rl.format_prompt(int(x), int(y), digits=c.digits) for x, y in zip(problems.a, problems.b)]
   prompt_tokens = rl.encode(prompts, length=addition.prompt_len(c.digits))
@@ -63,8 +74,15 @@ def train_rl(model, ref, c, arm: str, seed: int) -> list[dict[str, float]]:
 
   rng = np.random.default_rng([seed, 2])  # the same prompt draws in both arms
   key = jax.random.key(seed)
-  log = []
-  for i in range(c.rl_steps):
+  log, start, ckpt = [], 0, None
+  if checkpoint_dir is not None:
+    ckpt = checkpointing.Checkpointer(checkpoint_dir, max_to_keep=1)
+    restored = ckpt.restore_latest({"params": params, "opt_state": opt_state, "history": history})
+    if restored is not None:
+      start, log = restored.step, list(restored.meta["log"])
+      params, opt_state, history = (restored.state[k] for k in ("params", "opt_state", "history"))
+      rng.bit_generator.state = restored.meta["data"]
+  for i in range(start, c.rl_steps):
     ids = np.repeat(rng.choice(c.num_prompts, c.prompts_per_step, replace=False), c.group_size)
     out, comps = addition.sample(nnx.merge(graphdef, params, rest), prompt_tokens[ids],
                                  max_new_tokens=c.max_new_tokens, key=jax.random.fold_in(key, i))
@@ -80,12 +98,18 @@ def train_rl(model, ref, c, arm: str, seed: int) -> list[dict[str, float]]:
     params, opt_state, loss, kl = step(params, opt_state, jnp.asarray(out), adv)
     log.append({"step": i + 1, "loss": float(loss), "kl": float(kl), "reward": float(jnp.mean(rewards)),
                 "accuracy": float(correct.mean()), "mean_length": float(lengths.mean())})
+    if ckpt is not None and ((i + 1) % CHECKPOINT_EVERY == 0 or i + 1 == c.rl_steps):
+      ckpt.save(i + 1, {"params": params, "opt_state": opt_state, "history": history},
+                {"data": rng.bit_generator.state, "elapsed_s": 0.0, "log": log})
+  if ckpt is not None:
+    ckpt.manager.wait_until_finished()
+    ckpt.check()
   nnx.update(model, params)
   return log
 
 
-def run_all(config) -> dict[str, Any]:
-  """The SFT policy of one seed and both RL arms from it."""
+def run_all(config, checkpoint_dir=None) -> dict[str, Any]:
+  """The SFT policy of one seed and both RL arms from it (each arm checkpointed under ``checkpoint_dir/<arm>``)."""
   c = config.rl
   t0 = time.monotonic()
   sft, sft_history = addition.train_sft(c, config.seed)
@@ -96,7 +120,8 @@ def run_all(config) -> dict[str, Any]:
   for arm in ARMS:
     t1 = time.monotonic()
     model = nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
-    log = train_rl(model, sft, c, arm, config.seed)
+    log = train_rl(model, sft, c, arm, config.seed,
+                   None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / arm)
     ev = addition.evaluate(model, c)
     arms[arm] = {**ev, "log": log, "rl_seconds": round(time.monotonic() - t1, 2),
                  "length_ratio_to_sft": ev["mean_length"] / max(sft_eval["mean_length"], 1e-9)}
@@ -113,7 +138,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if arm not in ARMS:
     raise ValueError(f"rl.arm: must be one of {list(ARMS)}, got {arm!r}")
   shared, path = shared_run(run_all, config, workdir, prefix="hapo", arm_keys=("rl.arm",),
-                            share=config.rl.share_runs)
+                            share=config.rl.share_runs, checkpoints=True)
   return {**{k: v for k, v in shared.items() if k not in ("per_arm", "sft")}, **shared["per_arm"][arm],
           "arm": arm, "shared_results": str(path)}
 
