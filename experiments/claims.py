@@ -226,3 +226,24 @@ def shared_run(run_all: Callable[[ml_collections.ConfigDict], Mapping[str, Any]]
   if checkpoints:
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
   return results, path
+
+
+def one_arm(run_all: Callable[..., Mapping[str, Any]], config: ml_collections.ConfigDict, workdir: str, *,
+            arm_key: str, arms: Sequence[str], prefix: str, drop: Sequence[str] = (),
+            checkpoints: bool = False) -> dict[str, Any]:
+  """One arm's results for one seed, from the seed's `shared_run` of every arm: a claim runner's ``run``.
+
+  ``arm_key`` is the dotted config key naming the arm (``"rl.arm"``); it must be one of ``arms``, and its
+  section's ``share_runs`` says whether the run is shared. ``run_all(config)`` returns ``{"per_arm": {arm:
+  results}, ...}``; the arm's results are its entry merged with the seed-level entries (except ``per_arm``
+  and those in ``drop``, e.g. training histories), plus ``arm`` and ``shared_results`` (the shared file).
+  """
+  section, field = arm_key.rsplit(".", 1)
+  node = functools.reduce(lambda n, k: n[k], section.split("."), config)
+  arm = node[field]
+  if arm not in arms:
+    raise ValueError(f"{arm_key}: must be one of {list(arms)}, got {arm!r}")
+  shared, path = shared_run(run_all, config, workdir, prefix=prefix, arm_keys=(arm_key,), share=node.share_runs,
+                            checkpoints=checkpoints)
+  return {**{k: v for k, v in shared.items() if k != "per_arm" and k not in drop}, **shared["per_arm"][arm],
+          "arm": arm, "shared_results": str(path)}

@@ -183,3 +183,25 @@ def test_shared_run_computes_once_per_seed_for_every_arm(tmp_path):
   assert calls == [0, 1, 0] and p1.parent.name == "seed1" and pw.parent.parent != pa.parent.parent
   _, ps = shared_run(run_all, config("a"), str(tmp_path / "solo"), prefix="toy", arm_keys=("exp.arm",), share=False)
   assert ps == tmp_path / "solo" / "shared" / "results.json" and calls == [0, 1, 0, 0]
+
+
+def test_one_arm_checks_the_arm_merges_its_results_and_passes_a_checkpoint_folder(tmp_path):
+  from experiments.claims import one_arm
+  folders = []
+
+  def run_all(config, checkpoint_dir=None):
+    folders.append(checkpoint_dir)
+    (checkpoint_dir / "1").mkdir(parents=True)  # what a checkpointing loop leaves behind
+    return {"per_arm": {"a": {"x": 1}, "b": {"x": 2}}, "history": [1, 2], "seconds": 3.0}
+
+  def config(arm):
+    return ml_collections.ConfigDict({"seed": 0, "exp": {"arm": arm, "share_runs": True}})
+
+  kw = dict(arm_key="exp.arm", arms=("a", "b"), prefix="toy", drop=("history",), checkpoints=True)
+  out = one_arm(run_all, config("b"), str(tmp_path / "runs" / "b" / "seed0"), **kw)
+  path = tmp_path / "runs" / out["shared_results"].split("/runs/")[1]
+  assert out == {"seconds": 3.0, "x": 2, "arm": "b", "shared_results": str(path)}
+  assert folders == [path.parent / "checkpoints"] and not folders[0].exists()  # removed once results are written
+  assert one_arm(run_all, config("a"), str(tmp_path / "runs" / "a" / "seed0"), **kw)["x"] == 1 and len(folders) == 1
+  with pytest.raises(ValueError, match=r"exp.arm: must be one of \['a', 'b'\], got 'c'"):
+    one_arm(run_all, config("c"), str(tmp_path / "runs" / "c" / "seed0"), **kw)

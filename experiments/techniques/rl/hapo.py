@@ -45,7 +45,7 @@ import optax
 from flax import nnx
 
 from experiments import checkpointing
-from experiments.claims import caches_results, shared_run
+from experiments.claims import caches_results, one_arm
 from experiments.techniques.rl import addition
 from jaxdyn import rl
 
@@ -134,13 +134,7 @@ def run_all(config, checkpoint_dir=None) -> dict[str, Any]:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """One arm (``config.rl.arm``) for one seed, from the seed's shared run of both arms."""
-  arm = config.rl.arm
-  if arm not in ARMS:
-    raise ValueError(f"rl.arm: must be one of {list(ARMS)}, got {arm!r}")
-  shared, path = shared_run(run_all, config, workdir, prefix="hapo", arm_keys=("rl.arm",),
-                            share=config.rl.share_runs, checkpoints=True)
-  return {**{k: v for k, v in shared.items() if k not in ("per_arm", "sft")}, **shared["per_arm"][arm],
-          "arm": arm, "shared_results": str(path)}
+  return one_arm(run_all, config, workdir, arm_key="rl.arm", arms=ARMS, prefix="hapo", drop=("sft",), checkpoints=True)
 
 
 hapo_runner = caches_results(run)

@@ -55,7 +55,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.claims import caches_results, shared_run
+from experiments.claims import caches_results, one_arm
 from experiments.techniques.rl import addition
 from jaxdyn import rl
 from jaxdyn.data import EOS_ID
@@ -282,13 +282,7 @@ def run_all(config) -> dict[str, Any]:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """One arm (``config.rl.arm``) for one seed, from the seed's shared run of every arm."""
-  arm = config.rl.arm
-  if arm not in ARMS:
-    raise ValueError(f"rl.arm: must be one of {list(ARMS)}, got {arm!r}")
-  shared, path = shared_run(run_all, config, workdir, prefix="mstar", arm_keys=("rl.arm",),
-                            share=config.rl.share_runs)
-  return {**{k: v for k, v in shared.items() if k not in ("per_arm", "sft")}, **shared["per_arm"][arm],
-          "arm": arm, "shared_results": str(path)}
+  return one_arm(run_all, config, workdir, arm_key="rl.arm", arms=ARMS, prefix="mstar", drop=("sft",))
 
 
 mstar_runner = caches_results(run)

@@ -63,7 +63,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.claims import caches_results, shared_run
+from experiments.claims import caches_results, one_arm
 from experiments.techniques.rl import addition
 from experiments.techniques.text import lm
 from jaxdyn import rl
@@ -280,13 +280,7 @@ def run_all(config) -> dict[str, Any]:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """One arm (``config.rl.arm``) for one seed, from the seed's shared run of both arms."""
-  arm = config.rl.arm
-  if arm not in ARMS:
-    raise ValueError(f"rl.arm: must be one of {list(ARMS)}, got {arm!r}")
-  shared, path = shared_run(run_all, config, workdir, prefix="score", arm_keys=("rl.arm",),
-                            share=config.rl.share_runs)
-  return {**{k: v for k, v in shared.items() if k not in ("per_arm", "base")}, **shared["per_arm"][arm],
-          "arm": arm, "shared_results": str(path)}
+  return one_arm(run_all, config, workdir, arm_key="rl.arm", arms=ARMS, prefix="score", drop=("base",))
 
 
 score_runner = caches_results(run)

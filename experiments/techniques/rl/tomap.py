@@ -52,7 +52,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.claims import caches_results, shared_run
+from experiments.claims import caches_results, one_arm
 from jaxdyn import rl
 
 ARMS = ("with_predictor", "without_predictor", "random", "oracle")
@@ -256,13 +256,7 @@ def run_all(config) -> dict[str, Any]:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """One arm (``config.tomap.arm``) for one seed, from the seed's shared run of every arm."""
-  arm = config.tomap.arm
-  if arm not in ARMS:
-    raise ValueError(f"tomap.arm: must be one of {list(ARMS)}, got {arm!r}")
-  shared, path = shared_run(run_all, config, workdir, prefix="tomap", arm_keys=("tomap.arm",),
-                            share=config.tomap.share_runs)
-  return {**{k: v for k, v in shared.items() if k not in ("per_arm", "predictor")}, **shared["per_arm"][arm],
-          "arm": arm, "shared_results": str(path)}
+  return one_arm(run_all, config, workdir, arm_key="tomap.arm", arms=ARMS, prefix="tomap", drop=("predictor",))
 
 
 tomap_runner = caches_results(run)

@@ -48,7 +48,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from experiments.claims import caches_results, shared_run
+from experiments.claims import caches_results, one_arm
 from experiments.techniques.text import lm
 from jaxdyn import rl
 
@@ -149,13 +149,7 @@ def run_all(config) -> dict[str, Any]:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """One arm (``config.drift.arm``) for one seed, from the seed's shared run of both arms."""
-  arm = config.drift.arm
-  if arm not in ARMS:
-    raise ValueError(f"drift.arm: must be one of {list(ARMS)}, got {arm!r}")
-  shared, path = shared_run(run_all, config, workdir, prefix="value_drift", arm_keys=("drift.arm",),
-                            share=config.drift.share_runs)
-  return {**{k: v for k, v in shared.items() if k not in ("per_arm", "sft_history")}, **shared["per_arm"][arm],
-          "arm": arm, "shared_results": str(path)}
+  return one_arm(run_all, config, workdir, arm_key="drift.arm", arms=ARMS, prefix="value_drift", drop=("sft_history",))
 
 
 drift_runner = caches_results(run)

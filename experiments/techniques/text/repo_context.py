@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments.claims import caches_results, shared_run
+from experiments.claims import caches_results, one_arm
 from experiments.techniques.text import lm
 from jaxdyn import text
 from jaxdyn.data import load_stdlib_corpus
@@ -187,13 +187,7 @@ def run_all(config) -> dict[str, Any]:
 
 def run(config, workdir: str) -> dict[str, Any]:
   """One arm (``config.repo.arm``) for one seed, from the seed's shared run of both arms."""
-  arm = config.repo.arm
-  if arm not in ARMS:
-    raise ValueError(f"repo.arm: must be one of {list(ARMS)}, got {arm!r}")
-  shared, path = shared_run(run_all, config, workdir, prefix="repofusion", arm_keys=('repo.arm',),
-                            share=config.repo.share_runs)
-  return {**{k: v for k, v in shared.items() if k != "per_arm"}, **shared["per_arm"][arm], "arm": arm,
-          "shared_results": str(path)}
+  return one_arm(run_all, config, workdir, arm_key="repo.arm", arms=ARMS, prefix="repofusion")
 
 
 repo_context_runner = caches_results(run)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments.claims import caches_results, shared_run
+from experiments.claims import caches_results, one_arm
 from experiments.techniques.text import lm
 from experiments.techniques.text.meco import EVAL_SHUFFLE_SEED, pieces_with_packages
 from jaxdyn import text
@@ -125,13 +125,7 @@ def run_all(config) -> dict[str, Any]:
 
 def run(config, workdir: str) -> dict[str, Any]:
   """One arm (``config.sampling.arm``) for one seed, from the seed's shared run of both arms."""
-  arm = config.sampling.arm
-  if arm not in ARMS:
-    raise ValueError(f"sampling.arm: must be one of {list(ARMS)}, got {arm!r}")
-  shared, path = shared_run(run_all, config, workdir, prefix="selfgen", arm_keys=('sampling.arm',),
-                            share=config.sampling.share_runs)
-  return {**{k: v for k, v in shared.items() if k != "per_arm"}, **shared["per_arm"][arm], "arm": arm,
-          "shared_results": str(path)}
+  return one_arm(run_all, config, workdir, arm_key="sampling.arm", arms=ARMS, prefix="selfgen")
 
 
 self_generated_runner = caches_results(run)
