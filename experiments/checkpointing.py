@@ -166,8 +166,12 @@ class Checkpointer:
     return CheckpointWriteError(f"checkpoints: cannot write to {self.directory} ({cause})")
 
   def save(self, step: int, state, meta: dict[str, Any]) -> None:
-    """Starts an asynchronous save; a failure of this or an earlier save raises `CheckpointWriteError`."""
-    meta = dict(meta, fingerprint=[int(v) for v in jax.device_get(fingerprint(state))])
+    """Starts an asynchronous save; a failure of this or an earlier save raises `CheckpointWriteError`.
+
+    ``meta`` is copied (through JSON) before the call returns: the write happens in the background, and a
+    caller that goes on changing a list or dict it passed (a growing log) must not change what is saved.
+    """
+    meta = json.loads(json.dumps(dict(meta, fingerprint=[int(v) for v in jax.device_get(fingerprint(state))])))
     meta[_META_DIGEST] = meta_digest(meta)
     try:
       self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),

@@ -323,3 +323,18 @@ def test_bad_config_values_are_one_line_errors_naming_the_key(tmp_path, key, val
     train_and_evaluate(c, str(tmp_path / "w"))
   assert str(info.value).startswith(message) and "\n" not in str(info.value), str(info.value)
   assert not (tmp_path / "w").exists()  # nothing was created
+
+
+def test_a_save_keeps_the_metadata_as_it_was_when_called(tmp_path, monkeypatch):
+  """The write runs in the background: a log the caller keeps appending to must be saved as it stood."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  ckpt = checkpointing.Checkpointer(tmp_path / "ckpt", max_to_keep=2)
+  handed = []
+  real_save = ckpt.manager.save
+  monkeypatch.setattr(ckpt.manager, "save", lambda step, args: handed.append(args) or real_save(step, args=args))
+  log = [{"step": 1}]
+  ckpt.save(1, {"w": jnp.ones(3)}, {"data": {}, "elapsed_s": 0.0, "log": log})
+  log.append({"step": 2})  # the caller goes on before the write has happened
+  assert handed[0]["meta"].item["log"] == [{"step": 1}]
+  ckpt.manager.wait_until_finished()
+  assert ckpt.restore_latest({"w": jnp.zeros(3)}).meta["log"] == [{"step": 1}]

@@ -82,27 +82,30 @@ def train_rl(model, ref, c, arm: str, seed: int, checkpoint_dir=None) -> list[di
       start, log = restored.step, list(restored.meta["log"])
       params, opt_state, history = (restored.state[k] for k in ("params", "opt_state", "history"))
       rng.bit_generator.state = restored.meta["data"]
-  for i in range(start, c.rl_steps):
-    ids = np.repeat(rng.choice(c.num_prompts, c.prompts_per_step, replace=False), c.group_size)
-    out, comps = addition.sample(nnx.merge(graphdef, params, rest), prompt_tokens[ids],
-                                 max_new_tokens=c.max_new_tokens, key=jax.random.fold_in(key, i))
-    correct = np.asarray([rl.verify(prompts[j], a) for j, a in zip(ids, comps)])
-    lengths = np.asarray([len(a) for a in comps], np.float32)
-    if arm == "hapo":
-      rewards = rl.hapo_reward(history, jnp.asarray(ids), jnp.asarray(lengths), jnp.asarray(correct),
-                               length_weight=c.length_weight)
-      history = rl.hapo_update_history(history, jnp.asarray(ids), jnp.asarray(lengths), jnp.asarray(correct))
-    else:
-      rewards = jnp.asarray(correct, jnp.float32)
-    adv = rl.group_advantages(rewards, c.group_size)
-    params, opt_state, loss, kl = step(params, opt_state, jnp.asarray(out), adv)
-    log.append({"step": i + 1, "loss": float(loss), "kl": float(kl), "reward": float(jnp.mean(rewards)),
-                "accuracy": float(correct.mean()), "mean_length": float(lengths.mean())})
-    if ckpt is not None and ((i + 1) % CHECKPOINT_EVERY == 0 or i + 1 == c.rl_steps):
-      ckpt.save(i + 1, {"params": params, "opt_state": opt_state, "history": history},
-                {"data": rng.bit_generator.state, "elapsed_s": 0.0, "log": log})
+  try:
+    for i in range(start, c.rl_steps):
+      ids = np.repeat(rng.choice(c.num_prompts, c.prompts_per_step, replace=False), c.group_size)
+      out, comps = addition.sample(nnx.merge(graphdef, params, rest), prompt_tokens[ids],
+                                   max_new_tokens=c.max_new_tokens, key=jax.random.fold_in(key, i))
+      correct = np.asarray([rl.verify(prompts[j], a) for j, a in zip(ids, comps)])
+      lengths = np.asarray([len(a) for a in comps], np.float32)
+      if arm == "hapo":
+        rewards = rl.hapo_reward(history, jnp.asarray(ids), jnp.asarray(lengths), jnp.asarray(correct),
+                                 length_weight=c.length_weight)
+        history = rl.hapo_update_history(history, jnp.asarray(ids), jnp.asarray(lengths), jnp.asarray(correct))
+      else:
+        rewards = jnp.asarray(correct, jnp.float32)
+      adv = rl.group_advantages(rewards, c.group_size)
+      params, opt_state, loss, kl = step(params, opt_state, jnp.asarray(out), adv)
+      log.append({"step": i + 1, "loss": float(loss), "kl": float(kl), "reward": float(jnp.mean(rewards)),
+                  "accuracy": float(correct.mean()), "mean_length": float(lengths.mean())})
+      if ckpt is not None and ((i + 1) % CHECKPOINT_EVERY == 0 or i + 1 == c.rl_steps):
+        ckpt.save(i + 1, {"params": params, "opt_state": opt_state, "history": history},
+                  {"data": rng.bit_generator.state, "elapsed_s": 0.0, "log": log})
+  finally:  # a save under way completes, also on a crash: what was saved is not lost
+    if ckpt is not None:
+      ckpt.manager.wait_until_finished()
   if ckpt is not None:
-    ckpt.manager.wait_until_finished()
     ckpt.check()
   nnx.update(model, params)
   return log
@@ -115,11 +118,10 @@ def run_all(config, checkpoint_dir=None) -> dict[str, Any]:
   sft, sft_history = addition.train_sft(c, config.seed)
   sft_eval = addition.evaluate(sft, c)
   sft_seconds = time.monotonic() - t0
-  graphdef, state = nnx.split(sft)
   arms = {}
   for arm in ARMS:
     t1 = time.monotonic()
-    model = nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+    model = nnx.clone(sft, arrays=True)
     log = train_rl(model, sft, c, arm, config.seed,
                    None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / arm)
     ev = addition.evaluate(model, c)

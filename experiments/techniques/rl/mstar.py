@@ -101,8 +101,7 @@ def make_scorer(rm: rl.RewardModel) -> Callable[[np.ndarray, np.ndarray], np.nda
 def train_reward_model(policy, c, prompts: Sequence[bytes], prompt_tokens: np.ndarray, seed: int):
   """Step 3 of the module docstring: the reward model and its log (loss, accuracy, share of correct answers)."""
   plen = prompt_tokens.shape[1]
-  graphdef, state = nnx.split(policy)
-  rm = rl.RewardModel(nnx.merge(graphdef, jax.tree.map(jnp.copy, state)), rngs=nnx.Rngs(seed + 7))
+  rm = rl.RewardModel(nnx.clone(policy, arrays=True), rngs=nnx.Rngs(seed + 7))
   key = jax.random.key(seed + 7)
   rows, labels = [], []
   for j, temp in enumerate(c.temperatures):
@@ -262,11 +261,10 @@ def run_all(config) -> dict[str, Any]:
   rm, rm_log = train_reward_model(sft, c, *train, config.seed)
   score = make_scorer(rm)
   rm_seconds = time.monotonic() - t1
-  graphdef, state = nnx.split(sft)
   arms = {"pre_evolved": {**sft_eval, "loop_seconds": 0.0, "mean_temperature": float("nan")}}
   for arm in ("fixed", "auto"):
     t2 = time.monotonic()
-    model = nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+    model = nnx.clone(sft, arrays=True)
     log, regen = evolve(model, score, c, arm, config.seed, train, heldout)
     ev = addition.evaluate(model, c)
     arms[arm] = {**ev, "log": log, "regenerations": regen, "loop_seconds": round(time.monotonic() - t2, 2),

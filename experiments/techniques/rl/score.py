@@ -259,11 +259,10 @@ def run_all(config) -> dict[str, Any]:
   base, base_history = train_base(c, config.seed)
   base_eval = evaluate_two_turn(base, c)
   base_seconds = time.monotonic() - t0
-  graphdef, state = nnx.split(base)
   arms = {}
   for arm in ARMS:
     t1 = time.monotonic()
-    model = nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+    model = nnx.clone(base, arrays=True)
     if arm == "sft_corrections":
       out = {"log": train_corrections(model, c, config.seed)}
     else:

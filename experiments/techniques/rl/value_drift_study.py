@@ -42,7 +42,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -133,12 +132,11 @@ def run_all(config) -> dict[str, Any]:
   t0 = time.monotonic()
   sft, sft_steps, sft_probs, sft_history = train_sft(c, config.seed, probes)
   sft_seconds = time.monotonic() - t0
-  graphdef, state = nnx.split(sft)
   rates = {"no_gap": c.no_gap_value_rate, "gap": c.gap_value_rate}
   arms = {}
   for arm in ARMS:
     t1 = time.monotonic()
-    model = nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+    model = nnx.clone(sft, arrays=True)
     steps, probs, log = train_dpo(model, c, rates[arm], config.seed, probes, c.sft_steps)
     all_steps, all_probs = sft_steps + steps, sft_probs + probs
     arms[arm] = {**drift_summary(all_steps, all_probs, c.sft_steps), "log": log, "value_rate": rates[arm],
