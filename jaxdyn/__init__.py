@@ -25,6 +25,8 @@ Each family is a subpackage, imported on first use (``import jaxdyn; jaxdyn.snn.
   metadata conditioning (Gao et al., 2025), self-generated-token inputs (Cen et al., 2024).
 - `jaxdyn.rl`: post-training: a verifiable addition task, GRPO advantages and the clipped surrogate with a
   k3 KL penalty, HAPO's history-aware length reward (Huang et al., 2025), DPO, value-drift metrics.
+- `jaxdyn.multimodal`: vision-language and vision data: CLIP with LaCLIP rewrites, PRIOR token weighting,
+  visual stitching, CTVIS contrastive items, crafted distribution shifts.
 - `jaxdyn.models`, `jaxdyn.data`: reference models (Flax NNX) and grain input pipelines.
 """
 
@@ -32,7 +34,7 @@ import importlib
 import importlib.metadata
 
 FAMILIES = ("attention", "bayes", "calibration", "data", "detection", "diffusion", "dynamics", "memory", "models",
-            "regularization", "rl", "schemes", "snn", "sparsity", "text")
+            "multimodal", "regularization", "rl", "schemes", "snn", "sparsity", "text")
 
 try:
   __version__ = importlib.metadata.version("jaxdyn")

@@ -497,7 +497,7 @@ class Transformer(nnx.Module):
 
   def features(self, tokens: jax.Array, *, positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
                train: bool | None = None, key: jax.Array | None = None,
-               remat: Sequence[Any] | None = None) -> jax.Array:
+               remat: Sequence[Any] | None = None, prefix: jax.Array | None = None) -> jax.Array:
     """The final-normed hidden states ``(batch, seq, dim)`` of ``tokens`` at ``positions``.
 
     ``positions`` (``(seq,)`` integers, default ``0 .. seq-1``) are the absolute positions RoPE and the
@@ -519,10 +519,24 @@ class Transformer(nnx.Module):
     of ``chunks`` equal chunks of the sequence as ``name + "_head"`` and the rest as ``name + "_tail"``
     for the listed names (MEMO's token-wise split, local to each shard of a sequence-sharded array;
     `jaxdyn.memory.plan_memory` builds such plans). Values and gradients do not depend on ``remat``.
+
+    ``prefix`` (default None) is ``(batch, p, dim)`` float embeddings placed before the token embeddings
+    at positions ``0 .. p-1`` (the tokens then sit at ``p .. p+seq-1``), e.g. an image encoder's output
+    for a captioner (`jaxdyn.models.Captioner`); every token attends to the whole prefix, and only the
+    tokens' hidden states are returned. It cannot be combined with ``positions`` or ``segment_ids``.
     """
     _check_tokens("tokens", tokens, self.vocab_size)
     tokens = jnp.asarray(tokens)
-    seq = tokens.shape[1]
+    num_prefix = 0
+    if prefix is not None:
+      if positions is not None or segment_ids is not None:
+        raise ValueError("prefix: cannot be combined with positions or segment_ids")
+      prefix = _validation.check_floating("prefix", prefix)
+      if prefix.ndim != 3 or prefix.shape[0] != tokens.shape[0] or prefix.shape[2] != self.dim:
+        raise ValueError(f"prefix: must be (batch={tokens.shape[0]}, p, dim={self.dim}) embeddings, got shape "
+                         f"{prefix.shape}")
+      num_prefix = prefix.shape[1]
+    seq = tokens.shape[1] + num_prefix
     if segment_ids is not None:
       positions = self._segment_positions(tokens, positions, segment_ids)
       contiguous = False
@@ -537,6 +551,8 @@ class Transformer(nnx.Module):
       _validation.check_key("key", key, why=" in training with dropout_rate > 0")
     entries = _remat_entries(remat, self.depth, seq)
     x = self._embed(tokens)
+    if num_prefix:
+      x = jnp.concatenate([prefix.astype(x.dtype), x], axis=1)
     if drop:
       x = _dropout(x, self.dropout_rate, jax.random.fold_in(key, self.depth))
     for i, (blk, entry) in enumerate(zip(self.blocks, entries)):
@@ -545,7 +561,7 @@ class Transformer(nnx.Module):
         x, _ = blk(x, positions, dropout=dropout, contiguous=contiguous, segment_ids=segment_ids)
       else:
         x = _checkpointed_block(blk, x, positions, dropout, contiguous, *entry, segment_ids=segment_ids)
-    return self.norm(x)
+    return self.norm(x[:, num_prefix:])
 
   def _segment_positions(self, tokens, positions, segment_ids):
     """Checks ``segment_ids`` and the attention functions; returns ``(batch, seq)`` int32 positions."""
@@ -586,15 +602,18 @@ class Transformer(nnx.Module):
       key: jax.Array | None = None,
       return_features: bool = False,
       remat: Sequence[Any] | None = None,
+      prefix: jax.Array | None = None,
   ):
     """Next-token logits ``(batch, seq, vocab_size)`` of integer ``tokens`` ``(batch, seq)``.
 
     Position ``t``'s logits predict token ``t + 1`` and depend on tokens ``0 .. t`` only (with causal
     attention functions). With ``return_features=True`` returns ``(logits, features)``. ``remat``: the
     per-block ``jax.checkpoint`` plans of `features`. ``segment_ids``: ``(batch, seq)`` document ids, a
-    token attends only within its segment (`features`).
+    token attends only within its segment (`features`). ``prefix``: ``(batch, p, dim)`` embeddings before
+    the tokens (`features`); the logits are the tokens' only.
     """
-    h = self.features(tokens, positions=positions, segment_ids=segment_ids, train=train, key=key, remat=remat)
+    h = self.features(tokens, positions=positions, segment_ids=segment_ids, train=train, key=key, remat=remat,
+                      prefix=prefix)
     logits = self.apply_head(h)
     return (logits, h) if return_features else logits
 

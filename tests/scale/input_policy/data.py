@@ -114,3 +114,10 @@ from tests.scale.input_policy import _data_text  # noqa: E402
 CASES += _data_text.CASES
 SPECS += _data_text.SPECS
 EXEMPT.update(_data_text.EXEMPT)
+
+# The paired image-text data (jaxdyn/data/_paired.py) is declared in _data_paired.py.
+from tests.scale.input_policy import _data_paired  # noqa: E402
+
+CASES += _data_paired.CASES
+SPECS += _data_paired.SPECS
+EXEMPT.update(_data_paired.EXEMPT)

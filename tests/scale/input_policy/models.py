@@ -259,3 +259,71 @@ EXEMPT.update({
     f"{MOD}.KVCache": "a PyTree container built by Transformer.init_cache (checked there and in decode)",
     f"{MOD}.LayerKVCache": "a PyTree container built by Transformer.init_cache (checked there and in decode)",
 })
+
+# --- small image-text models (jaxdyn.models._clip) ------------------------------------------------------
+IMGS = np.linspace(0.0, 1.0, B * 8 * 8, dtype=np.float32).reshape(B, 8, 8, 1)
+CAPS = np.array([[1, 3, 4, 2, 0, 0]] * B, np.int32)  # <bos> w w <eos> <pad> <pad>, vocab_size C
+
+
+def _clip(**kw):
+  return fn(f"{MOD}.CLIP")(**{"image_shape": (8, 8, 1), "vocab_size": C, "embed_dim": 4, "image_width": 2,
+                              "text_width": 8, "text_depth": 1, **kw}, rngs=nnx.Rngs(0))
+
+
+def _captioner(**kw):
+  return fn(f"{MOD}.Captioner")(**{"image_shape": (8, 8, 1), "vocab_size": C, "dim": 8, "depth": 1,
+                                   "image_width": 2, **kw}, rngs=nnx.Rngs(0))
+
+
+def _image_encoder(**kw):
+  return fn(f"{MOD}.ImageEncoder")(**{"image_shape": (8, 8, 1), "dim": 4, "width": 2, **kw}, rngs=nnx.Rngs(0))
+
+
+def _text_encoder(**kw):
+  return fn(f"{MOD}.TextEncoder")(**{"vocab_size": C, "dim": 4, "width": 8, "depth": 1, **kw}, rngs=nnx.Rngs(0))
+
+
+_bad_shape = st.sampled_from([(8, 8), (8, 8, 0), "8x8", (2, 2, 1), 3])
+case(f"{MOD}.ImageEncoder", "image_shape", _bad_shape)(lambda v: _image_encoder(image_shape=v))
+case(f"{MOD}.ImageEncoder", "dim", bad_count)(lambda v: _image_encoder(dim=v))
+case(f"{MOD}.ImageEncoder", "width", bad_count)(lambda v: _image_encoder(width=v))
+case(f"{MOD}.ImageEncoder", "kind", st.text(max_size=5).filter(lambda s: s not in ("cnn", "mlp")))(
+    lambda v: _image_encoder(kind=v))
+case(f"{MOD}.ImageEncoder", "images", st.sampled_from([(B, 8, 8), (B, 8, 9, 1), (B, 8, 8, 2)]))(
+    lambda shape: _image_encoder()(np.zeros(shape, np.float32)))
+case(f"{MOD}.TextEncoder", "dim", bad_count)(lambda v: _text_encoder(dim=v))
+case(f"{MOD}.TextEncoder", "eos_id", st.one_of(st.integers(max_value=-1), st.integers(min_value=C), non_integral))(
+    lambda v: _text_encoder(eos_id=v))
+case(f"{MOD}.TextEncoder", "tokens", st.sampled_from([np.float32, np.float64, np.bool_, np.complex64]))(
+    lambda dt: _text_encoder()(CAPS.astype(dt)))
+case(f"{MOD}.CLIP", "temperature", nonpositive)(lambda v: _clip(temperature=v))
+case(f"{MOD}.CLIP", "image_shape", _bad_shape)(lambda v: _clip(image_shape=v))
+case(f"{MOD}.CLIP", "embed_dim", bad_count)(lambda v: _clip(embed_dim=v))
+case(f"{MOD}.Captioner", "prefix_len", bad_count)(lambda v: _captioner(prefix_len=v))
+case(f"{MOD}.Captioner", "image_shape", _bad_shape)(lambda v: _captioner(image_shape=v))
+case(f"{MOD}.Transformer", "prefix", st.sampled_from([(B, 2), (B, 2, 7), (B + 1, 2, 8)]))(
+    lambda shape: _lm()(TOKENS, prefix=np.zeros(shape, np.float32)))
+
+_SIZE = "a structural size, checked by a Case or by the Transformer"
+SPECS += [
+    Spec(f"{MOD}.ImageEncoder", dict(images=IMGS, dim=4, width=2), call=lambda images, **kw: _image_encoder(**kw)(images),
+         floats=("images",), batch=("images",), empty=lambda out: np.shape(out) == (0, 4), numbers=("dim", "width"),
+         not_applicable={"image_shape": "a shape, checked by a Case", "kind": "a name, checked by a Case"}),
+    Spec(f"{MOD}.TextEncoder", dict(tokens=CAPS, vocab_size=C, dim=4, width=8, eos_id=2),
+         call=lambda tokens, **kw: _text_encoder(**kw)(tokens), labels=("tokens",), batch=("tokens",),
+         empty=lambda out: np.shape(out) == (0, 4), numbers=("vocab_size", "dim", "width", "eos_id"),
+         not_applicable={"depth": _SIZE, "num_heads": _SIZE}),
+    Spec(f"{MOD}.CLIP", dict(images=IMGS, tokens=CAPS, embed_dim=4, image_width=2, text_width=8, eos_id=2,
+                             temperature=0.07),
+         call=lambda images, tokens, **kw: _clip(**kw)(images, tokens)[:2], floats=("images",), labels=("tokens",),
+         batch=("images", "tokens"), empty=lambda out: np.shape(out[0]) == (0, 4),
+         numbers=("embed_dim", "image_width", "text_width", "eos_id", "temperature"),
+         not_applicable={"image_shape": "a shape, checked by a Case", "vocab_size": _SIZE, "image_kind": "a name",
+                         "text_depth": _SIZE, "num_heads": _SIZE}),
+    Spec(f"{MOD}.Captioner", dict(images=IMGS, tokens=CAPS, dim=8, prefix_len=2, image_width=2),
+         call=lambda images, tokens, **kw: _captioner(**kw)(images, tokens), floats=("images",), labels=("tokens",),
+         batch=("images", "tokens"), empty=lambda out: np.shape(out) == (0, 6, C),
+         numbers=("dim", "prefix_len", "image_width"),
+         not_applicable={"image_shape": "a shape, checked by a Case", "vocab_size": _SIZE, "image_kind": "a name",
+                         "depth": _SIZE, "num_heads": _SIZE}),
+]
