@@ -64,13 +64,11 @@ class ImageEncoder(nnx.Module):
     images = _validation.check_floating("images", images)
     if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
       raise ValueError(f"images: must be (batch, {', '.join(map(str, self.image_shape))}), got shape {images.shape}")
-    if images.shape[0] == 0:  # an empty batch has empty features (the convolution's lowering needs rows)
-      return jnp.zeros((0, self.dim), images.dtype)
     x = images
     if self.kind == "cnn":
       for conv in (self.conv1, self.conv2):
         x = nnx.avg_pool(jax.nn.relu(conv(x)), (2, 2), strides=(2, 2))
-    x = jax.nn.relu(self.hidden(x.reshape(x.shape[0], -1)))
+    x = jax.nn.relu(self.hidden(x.reshape(x.shape[0], math.prod(x.shape[1:]))))  # not -1: a batch may be empty
     return self.out(x)
 
 
@@ -98,8 +96,8 @@ class TextEncoder(nnx.Module):
   def __init__(self, vocab_size: int, dim: int, *, width: int = 64, depth: int = 2, num_heads: int = 2,
                eos_id: int = 2, rngs: nnx.Rngs):
     self.dim = _validation.check_int("dim", dim, lower=1)
-    self.eos_id = _validation.check_int("eos_id", eos_id, lower=0, upper=vocab_size - 1 if isinstance(
-        vocab_size, int) and not isinstance(vocab_size, bool) else None)
+    vocab_size = _validation.check_int("vocab_size", vocab_size, lower=1)
+    self.eos_id = _validation.check_int("eos_id", eos_id, lower=0, upper=vocab_size - 1)
     self.transformer = Transformer(vocab_size, dim=width, depth=depth, num_heads=num_heads, rngs=rngs)
     self.out = nnx.Linear(width, dim, use_bias=False, rngs=rngs)
 
