@@ -6,14 +6,16 @@ steps in ABBA order. GraNet's mask update runs every dT = 100 steps inside the s
 ``lax.cond``), so each block of 100 steps holds exactly one: the ratio includes the periodic work.
 The printed ratio is the median over rounds of each round's paired ratio.
 
-Measured here (2 cores, 2026-11-30; the model has 16k parameters and a step takes about 3 ms, so the
-wrapper's cost is a fixed number of small XLA operations, about 0.2-0.4 ms): three runs gave
-sparse_step_ratio = 1.09, 1.17, 1.08, with per-round quartiles spanning 1.00-1.22 in each run: the
-goal of <= 1.10 is met in some runs and not others. With 30 rounds (the default since 2026-12-02, for a
-steadier median) three runs back to back on a quiet machine gave 1.093, 1.133 and 1.107 (per-round
-quartiles 0.99-1.18): the overhead sits at the goal, about 0.3 ms on a 3.3 ms step. Taking the finiteness check out of the step
-(non-finite gradients now propagate through the masking products instead) removed about 7% of the
-step; removing the topology ``lax.cond`` entirely changes the ratio by less than the noise.
+Measured here (2 cores; the model has 16k parameters and a step takes about 3 ms, so the wrapper's
+cost is a fixed number of small XLA operations plus the amortized topology step):
+
+- 2026-11-30 to 12-02, before: sparse_step_ratio 1.09, 1.17, 1.08, then with 30 rounds 1.093, 1.133,
+  1.107: at the 1.10 goal, not reliably under it. Taking the finiteness check out of the step
+  (non-finite gradients propagate through the masking products instead) had removed about 7%.
+- 2026-12-02, after the topology step's rankings moved from float argsorts to integer-key sorts
+  (`top_k_mask` in jaxdyn/sparsity/_masks.py; a topology step of the update alone went from 5.3 to 1.9 ms):
+  1.054, 1.064, 1.064, 1.059, 1.038 in five runs; the previous code, run in between on the same
+  machine, gave 1.107 and 1.119. Per-round quartiles span about 0.99-1.14.
 
 Run: .venv/bin/python benchmarks/sparse_overhead.py   (the last line is machine-readable; goal <= 1.10)
 """

@@ -236,14 +236,50 @@ def random_masks(key: jax.Array, params: Any, density: float, *, distribution: s
   return jax.tree.unflatten(treedef, out)
 
 
-def top_k_mask(score: jax.Array, k: jax.Array | int) -> jax.Array:
+def rank_keys(score: jax.Array, *, largest_first: bool = True) -> jax.Array:
+  """uint32 keys whose unsigned order is the selection order of a float ``score``.
+
+  A float's bits, sign-folded (negative: all bits flipped; otherwise the sign bit set), order like
+  the floats; ``-0.0`` and subnormal numbers are folded onto ``+0.0`` first, so they tie as XLA:CPU
+  compares them (it flushes subnormals to zero), on every backend. With
+  ``largest_first=False`` the keys are complemented (the smallest score gets the largest key). A NaN
+  gets key 0 either way, so it is chosen last, after every number (-inf included).
+
+  Sorting these keys is what makes `top_k_mask` fast: on XLA:CPU a single-operand uint32 sort runs
+  about 7x faster than a float32 sort, whose NaN-aware comparator is called per comparison, and
+  8x faster than the stable (value, index) argsort it replaces (16,000 entries: 0.46 ms against
+  3.6 ms on these 2 cores; GraNet's topology step sorts ten times).
+  """
+  x = jnp.asarray(score).astype(jnp.float32)
+  x = jnp.where(jnp.abs(x) < jnp.finfo(jnp.float32).tiny, jnp.float32(0.0), x)  # -0.0 and subnormals: +0.0
+  bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+  key = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
+  if not largest_first:
+    key = ~key
+  return jnp.where(jnp.isnan(x), jnp.uint32(0), key)
+
+
+def top_k_mask(score: jax.Array, k: jax.Array | int, *, largest_first: bool = True) -> jax.Array:
   """A boolean mask of the k largest entries of a 1-D ``score`` (ties: the lower index first).
 
-  ``k`` may be traced; -inf scores are ranked last, so they are chosen only when k exceeds the rest.
+  ``k`` may be traced (clipped to [0, n]); -inf scores are ranked last among numbers and NaN after
+  them, so they are chosen only when k exceeds the rest. ``largest_first=False`` selects the k
+  smallest instead (ties again the lower index first, NaN last).
+
+  The same set as ranking by a stable argsort of ``-score`` and keeping ranks < k, computed without
+  an argsort: the threshold t is the k-th largest of the `rank_keys`, every key above t is kept,
+  and of the keys equal to t the first ``k - #{key > t}`` in index order (a cumulative count).
   """
-  order = jnp.argsort(-score, stable=True)
-  ranks = jnp.zeros(score.shape[0], jnp.int32).at[order].set(jnp.arange(score.shape[0], dtype=jnp.int32))
-  return ranks < k
+  key = rank_keys(score, largest_first=largest_first)
+  n = key.shape[0]
+  if n == 0:
+    return jnp.zeros([0], bool)
+  k = jnp.clip(jnp.asarray(k, jnp.int32), 0, n)
+  t = jnp.sort(key)[jnp.clip(n - k, 0, n - 1)]
+  above = key > t
+  tie = key == t
+  take = tie & (jnp.cumsum(tie, dtype=jnp.int32) <= k - jnp.sum(above, dtype=jnp.int32))
+  return (above | take) & (k > 0)
 
 
 def apply_masks(params: Any, masks: Any) -> Any:

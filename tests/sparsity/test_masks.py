@@ -165,3 +165,33 @@ def test_sparse_flops_of_the_cnn_by_formula():
   assert tr["ratio"] == pytest.approx(sum(layer.sparse for layer in layers) / sum(layer.dense for layer in layers))
   tg = training_flops(layers, num_steps=10, batch_size=4, dense_gradient_steps=5)
   assert tg["sparse"] - tr["sparse"] == pytest.approx(sum(layer.dense for layer in layers) * 4 * 5)
+
+
+def _argsort_top_k(score, k, largest_first):
+  """The reference: ranks from a stable argsort (of -score for the largest first), rank < k."""
+  order = np.argsort(-score if largest_first else score, kind="stable")
+  ranks = np.empty(score.shape[0], np.int64)
+  ranks[order] = np.arange(score.shape[0])
+  return ranks < k
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 33])
+def test_top_k_mask_is_the_stable_argsort_ranking(n):
+  """Integer-key selection equals the stable argsort's, ties, infinities, NaN, -0 and subnormals included.
+
+  XLA:CPU compares subnormal floats as 0, so the reference maps them (and -0.0) to +0.0 first,
+  as `rank_keys` documents; NaN sorts after every number in both (NumPy's argsort puts it last).
+  """
+  from jaxdyn.sparsity._masks import top_k_mask
+
+  rng = np.random.default_rng(n)
+  pool = np.array([0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf, np.nan, 1e-39, -1e-39, 3e38], np.float32)
+  select = jax.jit(top_k_mask, static_argnames="largest_first")
+  for _ in range(60):
+    x = np.where(rng.random(n) < 0.6, rng.choice(pool, n), rng.normal(size=n)).astype(np.float32)
+    ref_x = np.where(np.abs(x) < np.finfo(np.float32).tiny, np.float32(0.0), x)
+    for k in {0, n // 2, n, n + 2, int(rng.integers(0, n + 1))}:
+      for largest_first in (True, False):
+        got = np.asarray(select(jnp.asarray(x), k, largest_first=largest_first))
+        want = _argsort_top_k(ref_x, k, largest_first)
+        np.testing.assert_array_equal(got, want, err_msg=f"x={x.tolist()} k={k} largest_first={largest_first}")
