@@ -25,6 +25,17 @@ one of three lowerings, all equal in values and gradients to `jax.lax.conv_gener
   larger copy; and it is built and consumed in batch chunks of about 8 MiB (`jax.lax.map` / `scan`)
   so that it stays in cache: XLA:CPU writes a whole-batch window matrix at about 1 GB/s. Its
   gradients are matmuls, also fast inside loops. A 1x1 kernel is a dense layer over the channels.
+- ``"winograd"`` (3x3 kernels, stride 1, dilation 1, padding of at most 2 per side): Winograd's
+  minimal filtering F(2x2, 3x3) (Lavin and Gray, CVPR 2016, https://arxiv.org/abs/1509.09308). Each
+  2x2 output tile is Y = A^T [(G K G^T) . (B^T d B)] A from the 4x4 input tile d around it: 16 (C_in x
+  C_out) matmuls over all tiles, 16 products per tile where the direct form has 36, so 2.25x fewer
+  multiplications than im2col's matmul, and a transformed-tile array 16/4 the input's size against
+  im2col's 9x. A `jax.custom_vjp` gives dx as the same algorithm on the cotangent with the flipped,
+  transposed kernel (whose transform is the forward's U permuted, so one U serves both), and
+  dK = G^T [sum over tiles V^T (A dY A^T)] G: again 16 matmuls. Tiles are built and consumed in batch
+  chunks as im2col's windows. The transforms' coefficients are 0, +-1 and +-1/2, so the results equal
+  the direct convolution to float32 rounding (about 1e-6 relative); half-precision inputs are
+  transformed and multiplied in float32 (in bfloat16 the transforms' sums lose most of the 8 bits).
 
 `conv_lowering` picks from this table, measured with ``benchmarks/conv_speed.py`` on this project's
 CPU machines (AMD EPYC, 2 cores, jax 0.10.2, float32; float32 sgemm 2048^3 about 120 GFLOP/s).
@@ -44,9 +55,39 @@ Forward + backward of one layer in ms; the spiking VGG-11 layers per time step i
   4x4, 512 -> 512     128    277.1   274.1          195.7
   ==================  =====  ======  =============  ======
 
-im2col was the fastest at every shape of both networks (1x1 stride-2 shortcuts included), so on CPU
-the policy is ``"im2col"`` unless one example's window matrix exceeds 64 MiB (large images, e.g.
-224x224x64 inputs, unmeasured here, where even a one-example chunk leaves the cache); then
+im2col was the fastest of these three at every shape of both networks (1x1 stride-2 shortcuts
+included). Winograd against im2col, 2026-12-02 (same machines, sgemm 145-195 GFLOP/s that day; one
+run of ``benchmarks/conv_speed.py``; single layers vary by +-30% between runs on these shared
+machines, so only the large differences are policy):
+
+  ==================  =====  ======  ========
+  layer               batch  im2col  winograd
+  ==================  =====  ======  ========
+  16x16, 64 -> 128    32     11.0    15.4
+  8x8, 128 -> 256     32     10.7    12.6
+  8x8, 256 -> 256     32     21.5    15.7
+  4x4, 512 -> 512     32     16.3    14.1
+  2x2, 512 -> 512     32     5.2     12.1
+  32x32, 3 -> 64      128    31.3    55.7
+  32x32, 64 -> 64     128    288.7   205.5
+  16x16, 128 -> 128   128    188.2   94.5
+  8x8, 256 -> 256     128    133.6   104.4
+  4x4, 512 -> 512     128    201.3   127.6
+  ==================  =====  ======  ========
+
+Winograd is faster on ResNet-18's 3x3 stride-1 layers from 8x8 up (in an earlier run of the same
+day, 32x32: 408 against 602 ms, 16x16: 240 against 340, 8x8: 183 against 247) and loses on 2x2 maps
+(one tile) and on the 3-channel stem; at 4x4 the runs disagree (127 against 201 above, 191 against
+188 and 162 against 160 in two others), so im2col stays there. The ResNet-18 step went from 4.2-4.5 s to
+3.0-3.9 s (``resnet18_rate_over_sgemm`` 0.56-0.60 to 0.73-0.84). On the spiking VGG-11 the layers are
+within the noise, and Winograd's transformed kernels on its weight-heavy 8x8 layers, which XLA
+hoists out of the time loop, raised the SLTT step's temporaries from 107 to 116 MiB (over the 0.3
+memory ratio to BPTT): hence the policy's "transformed kernel no larger than the input" rule.
+
+So on CPU the policy is ``"winograd"`` for 3x3 stride-1 layers with >= 16 input channels, an output
+map of at least 8x8 and 16 C_out <= B H' W'; otherwise ``"im2col"`` unless one example's window
+matrix exceeds 64 MiB (large images, e.g. 224x224x64 inputs, unmeasured here, where even a
+one-example chunk leaves the cache); then
 ``"xla_canonical"``, which is also right inside loops. Tiny layers (under 2e7 forward FLOPs, e.g. the
 small models of the tests and notebooks) also take ``"xla_canonical"``: they run in well under a
 millisecond in any lowering, and one convolution op compiles several times faster than the windows.
@@ -65,13 +106,14 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxdyn import _validation
 
 __all__ = ["LOWERINGS", "Conv2d", "conv2d", "conv_lowering"]
 
-LOWERINGS = ("xla", "xla_canonical", "im2col")
+LOWERINGS = ("xla", "xla_canonical", "im2col", "winograd")
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -256,7 +298,158 @@ def _im2col_bwd(strides, pads, dilation, res, g):
 _im2col_conv.defvjp(_im2col_fwd, _im2col_bwd)
 
 
-_LOWER = {"xla": _lax_conv, "xla_canonical": _canonical_conv, "im2col": _im2col_conv}
+# Winograd F(2x2, 3x3) (Lavin and Gray, 2016): each 2x2 output tile from a 4x4 input tile as
+# Y = A^T [(G K G^T) . (B^T d B)] A, 16 products per tile instead of 36 for each (C_in, C_out) pair.
+_WINO_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
+_WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
+_WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
+
+
+def _bilinear(left: np.ndarray, right: np.ndarray, parts):
+  """``out[p][q] = sum_{i, j} left[p, i] right[q, j] parts[i][j]`` over arrays, as adds where the
+  coefficient is +-1 (all of B's and A's) and skipping zeros; a flat list in (p, q) order."""
+  out = []
+  for p in range(left.shape[0]):
+    for q in range(right.shape[0]):
+      acc = None
+      for i in range(left.shape[1]):
+        for j in range(right.shape[1]):
+          c = float(left[p, i] * right[q, j])
+          if c == 0.0:
+            continue
+          term = parts[i][j] if c == 1.0 else -parts[i][j] if c == -1.0 else parts[i][j] * c
+          acc = term if acc is None else acc + term
+      out.append(acc)
+  return out
+
+
+def _wino_tiles(ho, wo):
+  return -(-ho // 2), -(-wo // 2)
+
+
+def _wino_input(x, pads, tiles, order=range(4)):
+  """V = B^T d B for every 4x4 input tile d (stride 2): (16, B T_h T_w, C_in), the 16 in (p, q) order
+  with p and q each taken in ``order``."""
+  b, h, w, c = x.shape
+  th, tw = tiles
+  xp = jnp.pad(x, ((0, 0), (pads[0][0], 2 * th + 2 - h - pads[0][0]), (pads[1][0], 2 * tw + 2 - w - pads[1][0]),
+                   (0, 0)))
+  d = [[xp[:, i:i + 2 * th:2, j:j + 2 * tw:2, :] for j in range(4)] for i in range(4)]
+  v = _bilinear(_WINO_BT, _WINO_BT, d)
+  return [v[4 * p + q].reshape(b * th * tw, c) for p in order for q in order]
+
+
+def _wino_output_cotangent(g, tiles):
+  """A^T's transpose applied to each 2x2 tile of the output cotangent: (16, B T_h T_w, C_out)."""
+  b, ho, wo, o = g.shape
+  th, tw = tiles
+  gp = jnp.pad(g, ((0, 0), (0, 2 * th - ho), (0, 2 * tw - wo), (0, 0))).reshape(b, th, 2, tw, 2, o)
+  parts = [[gp[:, :, a, :, c, :] for c in range(2)] for a in range(2)]
+  return [t.reshape(b * th * tw, o) for t in _bilinear(_WINO_AT.T, _WINO_AT.T, parts)]
+
+
+def _wino_kernel(kernel):
+  """U = G K G^T for every (C_in, C_out) pair: (16, C_in, C_out)."""
+  return jnp.stack(_bilinear(_WINO_G, _WINO_G, [[kernel[i, j] for j in range(3)] for i in range(3)]))
+
+
+# Flipping the kernel's window reverses G's columns, which swaps G's rows 0 and 3: the transformed
+# flipped kernel is U with its 16 entries permuted by _WINO_FLIP on each axis, so the input gradient
+# reuses the forward's U (one transformed kernel per layer, not two, held in memory).
+_WINO_FLIP = (3, 1, 2, 0)
+
+
+def _wino_conv(x, u, pads, out_map, flipped: bool = False):
+  """The Winograd convolution of a whole (chunk of a) batch with transformed kernel ``u`` (16, C, O);
+  ``flipped``: with the kernel flipped in its window and transposed (C and O swapped), i.e. the
+  input gradient's convolution, from the same ``u``."""
+  b = x.shape[0]
+  th, tw = tiles = _wino_tiles(*out_map)
+  order = _WINO_FLIP if flipped else range(4)
+  if flipped:  # product y pairs the input tile transform at flip(y) with U[y] transposed
+    m = [jnp.dot(v, u[y].T, preferred_element_type=x.dtype) for y, v in enumerate(_wino_input(x, pads, tiles, order))]
+  else:
+    m = [jnp.dot(v, u[y], preferred_element_type=x.dtype) for y, v in enumerate(_wino_input(x, pads, tiles))]
+  o = m[0].shape[-1]
+  m = [t.reshape(b, th, tw, o) for t in m]
+  parts = [[m[4 * order[i] + order[j]] for j in range(4)] for i in range(4)]
+  y = jnp.stack(_bilinear(_WINO_AT, _WINO_AT, parts))  # [(a, b)] of (B, T, T, O)
+  y = y.reshape(2, 2, b, th, tw, o).transpose(2, 3, 0, 4, 1, 5)
+  return y.reshape(b, 2 * th, 2 * tw, o)[:, :out_map[0], :out_map[1]]
+
+
+def _wino_dtype(dtype):
+  """Half-precision inputs are transformed and multiplied in float32: the transforms' sums of up to
+  nine terms would otherwise lose most of bfloat16's 8 mantissa bits (errors of order 1 at unit scale)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _wino_forward(x, kernel, pads):
+  """The Winograd forward in batch chunks (as im2col's): a chunk's tiles in and out of the 16
+  matmuls (V and M) stay in cache."""
+  dtype = x.dtype
+  x, kernel = x.astype(_wino_dtype(dtype)), kernel.astype(_wino_dtype(dtype))
+  b, h, w, c = x.shape
+  o = kernel.shape[-1]
+  out_map = _out_map((h, w), pads, (3, 3), (1, 1), (1, 1))
+  th, tw = _wino_tiles(*out_map)
+  u = _wino_kernel(kernel)
+  chunk = _batch_chunk(b, 16 * th * tw * (c + o) * x.dtype.itemsize)
+  return _chunked(lambda xc: _wino_conv(xc, u, pads, out_map), chunk, x).astype(dtype)
+
+
+def _winograd_supported(kernel_shape, strides, pads, dilation) -> bool:
+  return (tuple(kernel_shape[:2]) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
+          and all(0 <= p <= 2 for pair in pads for p in pair))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _winograd_conv(x, kernel, strides, pads, dilation):
+  return _wino_forward(x, kernel, pads)
+
+
+def _winograd_fwd(x, kernel, strides, pads, dilation):
+  return _wino_forward(x, kernel, pads), (x, kernel)  # the tiles are rebuilt in the backward pass
+
+
+def _winograd_bwd(strides, pads, dilation, res, g):
+  x_in, k_in = res
+  x, kernel, g = (a.astype(_wino_dtype(x_in.dtype)) for a in (x_in, k_in, g))
+  b, h, w, c = x.shape
+  o = kernel.shape[-1]
+  tiles = _wino_tiles(*g.shape[1:3])
+  # dx: the transposed convolution, a stride-1 3x3 convolution of g with the flipped, transposed
+  # kernel and padding 2 - p on each side (so within [0, 2] again): Winograd as well.
+  back = tuple((2 - lo, 2 - hi) for lo, hi in pads)
+  u = _wino_kernel(kernel)
+  # dK = G^T [sum over tiles V^T dM] G with dM = A dY A^T per output tile: 16 (C_in x C_out) matmuls.
+
+  def grads(xc, gc):
+    dxc = _wino_conv(gc, u, back, (h, w), flipped=True)
+    du = jnp.stack([jnp.dot(v.T, dm, preferred_element_type=kernel.dtype)
+                    for v, dm in zip(_wino_input(xc, pads, tiles), _wino_output_cotangent(gc, tiles))])
+    return dxc, du
+
+  # Both in the same batch chunks, sized for the four tile arrays (V and dM here, dx's V and M).
+  chunk = _batch_chunk(b, 2 * 16 * tiles[0] * tiles[1] * (c + o) * x.dtype.itemsize)
+  if chunk >= b:
+    dx, du = grads(x, g)
+  else:
+    def body(du, xg):
+      dxc, duc = grads(*xg)
+      return du + duc, dxc
+
+    du, dx = jax.lax.scan(body, jnp.zeros((16, c, o), kernel.dtype), (_split(x, chunk), _split(g, chunk)))
+    dx = dx.reshape(x.shape)
+  du = du.reshape(4, 4, c, o)
+  dk = jnp.stack(_bilinear(_WINO_G.T, _WINO_G.T, [[du[p, q] for q in range(4)] for p in range(4)]))
+  return dx.astype(x_in.dtype), dk.reshape(kernel.shape).astype(k_in.dtype)
+
+
+_winograd_conv.defvjp(_winograd_fwd, _winograd_bwd)
+
+
+_LOWER = {"xla": _lax_conv, "xla_canonical": _canonical_conv, "im2col": _im2col_conv, "winograd": _winograd_conv}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,6 +461,16 @@ _CPU_IM2COL_MAX_BYTES = 64 << 20
 # millisecond in any lowering, and XLA's one convolution compiles several times faster than the
 # window matrix's slices (what small models and tests mostly pay for).
 _CPU_IM2COL_MIN_FLOPS = 20_000_000
+# Where im2col would run, Winograd F(2x2, 3x3) instead for 3x3 stride-1 layers with at least this many
+# input channels and an output map of at least this size on both axes: measured faster at 8x8 to
+# 32x32, level with im2col at 4x4 (too few tiles), and a 3-channel stem has too little to multiply.
+_CPU_WINOGRAD_MIN_CIN = 16
+_CPU_WINOGRAD_MIN_MAP = 8
+# ... and while the transformed kernel (16 C_in C_out numbers, 16/9 of the kernel) is no larger than
+# the layer's input (B H W C_in), i.e. 16 C_out <= B H' W': on weight-heavy layers (small maps, wide
+# channels, small batch) it is memory that im2col does not need, held through a whole time loop when
+# XLA hoists it out as loop-invariant (the spiking VGG-11's 8x8 layers at batch 32 added 9 MiB to the
+# SLTT step's 107 MiB of temporaries).
 
 
 def conv_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int], *, strides=1, padding="SAME",
@@ -276,8 +479,11 @@ def conv_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int], *, stride
 
   On CPU: ``"im2col"`` (1x1 kernels always; others while one example's window matrix stays within
   64 MiB), else ``"xla_canonical"``; layers under 2e7 forward FLOPs take ``"xla_canonical"`` too (they
-  run in well under a millisecond either way, and XLA's convolution compiles faster). On GPU and TPU: ``"xla"``. The measurements behind the policy are
-  in this module's docstring.
+  run in well under a millisecond either way, and XLA's convolution compiles faster). Where im2col
+  would run, a 3x3 stride-1 layer (dilation 1, padding <= 2) with at least 16 input channels, an
+  output map of at least 8x8 and 16 C_out <= B H' W' (its transformed kernel no larger than its
+  input) takes ``"winograd"``. On GPU and TPU: ``"xla"``. The measurements behind the policy are in
+  this module's docstring.
 
   Args:
     x_shape: ``(B, H, W, C_in)``.
@@ -307,6 +513,9 @@ def conv_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int], *, stride
   if x_shape[0] * window * kernel_shape[3] * 2 < _CPU_IM2COL_MIN_FLOPS:
     return "xla_canonical"
   if kernel_shape[0] * kernel_shape[1] == 1 or window * 4 <= _CPU_IM2COL_MAX_BYTES:
+    if (_winograd_supported(kernel_shape, strides, pads, dilation) and x_shape[3] >= _CPU_WINOGRAD_MIN_CIN
+        and min(ho, wo) >= _CPU_WINOGRAD_MIN_MAP and 16 * kernel_shape[3] <= x_shape[0] * ho * wo):
+      return "winograd"
     return "im2col"
   return "xla_canonical"
 
@@ -367,6 +576,10 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, strides: int | Sequence[int] = 1,
                      f"{x.shape[1]}x{x.shape[2]} input with padding {pads}")
   if lowering is None:
     lowering = conv_lowering(x.shape, kernel.shape, strides=strides, padding=pads, dilation=dilation)
+  elif lowering == "winograd" and not _winograd_supported(kernel.shape, strides, pads, dilation):
+    raise ValueError(f"lowering: 'winograd' needs a 3x3 kernel, stride 1, dilation 1 and padding of at most 2 on "
+                     f"each side, got kernel {kernel.shape[:2]}, strides {strides}, dilation {dilation}, "
+                     f"padding {pads}")
   return _LOWER[lowering](x, kernel, strides, pads, dilation)
 
 

@@ -20,7 +20,18 @@ GRID = [
     (2, 2, 3, 1, 1, "SAME", jnp.float32),
     (5, 4, (2, 3), 1, 1, "SAME", jnp.float32),
     (6, 6, 3, 1, 1, "SAME", jnp.bfloat16),
+    (7, 6, 3, 1, 1, ((2, 0), (1, 2)), jnp.float32),
+    (6, 5, 3, 1, 1, "VALID", jnp.float32),
 ]
+
+
+def _supported(lowering, h, w, k, s, d, pad):
+  """Whether ``lowering`` takes this layer (Winograd: 3x3, stride 1, dilation 1, padding <= 2)."""
+  if lowering != "winograd":
+    return True
+  kshape, strides, dilation = _pair(k), _pair(s), _pair(d)
+  pads = _conv._resolve_padding(pad, (h, w), _conv._effective(kshape, dilation), strides)
+  return _conv._winograd_supported(kshape, strides, pads, dilation)
 
 
 def _pair(v):
@@ -49,10 +60,15 @@ def test_every_lowering_equals_lax_in_values_and_gradients(h, w, k, s, d, pad, d
   def everything(x, kernel):
     convs = {"lax": lax_conv}
     convs.update({lw: (lambda lw: lambda x, kernel: conv2d(x, kernel, strides=s, padding=pad, dilation=d,
-                                                           lowering=lw))(lw) for lw in LOWERINGS})
+                                                           lowering=lw))(lw)
+                  for lw in LOWERINGS if _supported(lw, h, w, k, s, d, pad)})
     return {name: (conv(x, kernel), jax.grad(in_scan(conv), (0, 1))(x, kernel)) for name, conv in convs.items()}
 
   out = everything(x, kernel)
+  assert len(out) == 1 + sum(_supported(lw, h, w, k, s, d, pad) for lw in LOWERINGS)
+  if not _supported("winograd", h, w, k, s, d, pad):
+    with pytest.raises(ValueError, match="lowering: 'winograd' needs a 3x3 kernel, stride 1"):
+      conv2d(x, kernel, strides=s, padding=pad, dilation=d, lowering="winograd")
   ref_y, (ref_dx, ref_dk) = out.pop("lax")
   for name, (y, (dx, dk)) in out.items():
     assert y.dtype == dx.dtype == dk.dtype == dtype, name
@@ -67,11 +83,18 @@ def test_every_lowering_equals_lax_in_values_and_gradients(h, w, k, s, d, pad, d
 
 
 def test_policy_picks_each_lowering_where_it_is_meant_to():
-  # XLA:CPU: im2col at every shape of the spiking VGG-11 and ResNet-18 (measured, see the docstring).
+  # XLA:CPU (measured, see the docstring): Winograd for 3x3 stride-1 layers with >= 16 input channels
+  # on maps of at least 8x8 whose transformed kernel is no larger than their input; im2col for the
+  # rest of the spiking VGG-11's and ResNet-18's shapes.
+  for x_shape, k_shape in (((128, 32, 32, 64), (3, 3, 64, 64)), ((128, 16, 16, 128), (3, 3, 128, 128)),
+                           ((128, 8, 8, 256), (3, 3, 256, 256)), ((32, 16, 16, 64), (3, 3, 64, 128))):
+    assert conv_lowering(x_shape, k_shape, backend="cpu") == "winograd", (x_shape, k_shape)
   for x_shape, k_shape, s in (((32, 2, 2, 512), (3, 3, 512, 512), 1), ((32, 32, 32, 3), (3, 3, 3, 64), 1),
-                              ((128, 32, 32, 64), (3, 3, 64, 64), 1), ((128, 32, 32, 64), (1, 1, 64, 128), 2),
-                              ((128, 16, 16, 128), (3, 3, 128, 256), 2)):
+                              ((128, 4, 4, 512), (3, 3, 512, 512), 1), ((128, 32, 32, 64), (1, 1, 64, 128), 2),
+                              ((128, 16, 16, 128), (3, 3, 128, 256), 2), ((128, 32, 32, 64), (3, 3, 64, 64), 2),
+                              ((32, 8, 8, 256), (3, 3, 256, 256), 1)):  # the last: 16 C_out > B H' W'
     assert conv_lowering(x_shape, k_shape, strides=s, backend="cpu") == "im2col", (x_shape, k_shape)
+  assert conv_lowering((128, 32, 32, 64), (3, 3, 64, 64), dilation=2, backend="cpu") == "im2col"
   # One example's window matrix over 64 MiB (224x224x64, 3x3: 110 MiB): XLA's convolution, with the
   # loop-friendly gradient; the output map decides (stride 2 quarters it), and 1x1 kernels stay dense.
   assert conv_lowering((8, 224, 224, 64), (3, 3, 64, 64), backend="cpu") == "xla_canonical"
@@ -111,6 +134,41 @@ def test_im2col_in_batch_chunks_equals_lax(monkeypatch):
   assert "scan" in jaxpr  # the chunked path did run
 
 
+def test_winograd_in_batch_chunks_equals_lax(monkeypatch):
+  # Tiny chunks force the chunked forward (lax.map, also for dx) and the backward's scan over dK.
+  monkeypatch.setattr(_conv, "_CHUNK_BYTES", 16 * 9 * 3 * 4)  # 16 transforms of 3x3 tiles x 3 channels
+  x = jax.random.normal(jax.random.key(9), (6, 5, 6, 3))
+  kernel = jax.random.normal(jax.random.key(10), (3, 3, 3, 4))
+  cot = jax.random.normal(jax.random.key(11), (6, 5, 6, 4))
+
+  @jax.jit
+  def both(x, kernel):
+    def loss(conv):
+      return lambda x, kernel: jnp.sum(conv(x, kernel) * cot)
+    ours = lambda x, kernel: conv2d(x, kernel, lowering="winograd")  # noqa: E731
+    ref = lambda x, kernel: jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DN)  # noqa: E731
+    return [(f(x, kernel), jax.grad(loss(f), (0, 1))(x, kernel)) for f in (ours, ref)]
+
+  (y, (dx, dk)), (ref_y, (ref_dx, ref_dk)) = both(x, kernel)
+  for got, want in ((y, ref_y), (dx, ref_dx), (dk, ref_dk)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(conv2d(x, kernel, lowering="winograd"))))(x))
+  assert "scan" in jaxpr  # the chunked path did run
+
+
+def test_winograd_is_a_transform_of_tiles():
+  """One 4x4 tile by hand: Y = A^T [(G K G^T) . (B^T d B)] A is the 2x2 valid correlation of d with K."""
+  d = np.arange(16, dtype=np.float32).reshape(4, 4) ** 1.5
+  k = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0], [-1.0, 0.25, 2.0]], np.float32)
+  bt, g, at = _conv._WINO_BT, _conv._WINO_G, _conv._WINO_AT
+  y = at @ ((g @ k @ g.T) * (bt @ d @ bt.T)) @ at.T
+  direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * k) for j in range(2)] for i in range(2)])
+  np.testing.assert_allclose(y, direct, rtol=1e-5)
+  ours = conv2d(jnp.asarray(d)[None, :, :, None], jnp.asarray(k)[:, :, None, None], padding="VALID",
+                lowering="winograd")
+  np.testing.assert_allclose(np.asarray(ours)[0, :, :, 0], direct, rtol=1e-5)
+
+
 def test_module_matches_nnx_conv_and_shares_its_parameters():
   x = jax.random.normal(jax.random.key(3), (1, 5, 5, 2))
   for kw in (dict(strides=2), dict(padding="VALID"), dict(kernel_dilation=2)):
@@ -135,7 +193,12 @@ def test_bad_arguments_name_themselves():
   with pytest.raises(ValueError, match="padding: must be 'SAME', 'VALID' or"):
     conv2d(x, kernel, padding=((1, -1), (0, 0)))
   with pytest.raises(ValueError, match="lowering: must be one of"):
-    conv2d(x, kernel, lowering="winograd")
+    conv2d(x, kernel, lowering="direct")
+  for kwargs in (dict(strides=2), dict(dilation=2), dict(padding=((3, 0), (1, 1)))):
+    with pytest.raises(ValueError, match=r"lowering: 'winograd' needs a 3x3 kernel, stride 1, dilation 1 and padding"):
+      conv2d(x, kernel, lowering="winograd", **kwargs)
+  with pytest.raises(ValueError, match=r"lowering: 'winograd' needs a 3x3 kernel.*got kernel \(5, 5\)"):
+    Conv2d(2, 4, (5, 5), lowering="winograd", rngs=nnx.Rngs(0))(x)
   with pytest.raises(ValueError, match="kernel: the .* window does not fit"):
     conv2d(x, jnp.ones((7, 7, 2, 4)), padding="VALID")
   with pytest.raises(ValueError, match="kernel: must be"):
@@ -151,7 +214,8 @@ def test_numpy_ints_empty_batch_and_integer_images():
   kernel = jax.random.normal(jax.random.key(5), (3, 3, 2, 3))
   np.testing.assert_array_equal(conv2d(x, kernel, strides=np.int64(2)), conv2d(x, kernel, strides=2))
   for lowering in LOWERINGS:
-    assert conv2d(x[:0], kernel, strides=2, lowering=lowering).shape == (0, 3, 3, 3)
+    s = 1 if lowering == "winograd" else 2
+    assert conv2d(x[:0], kernel, strides=s, lowering=lowering).shape == (0, 6 // s, 6 // s, 3)
   assert conv2d(jnp.ones((1, 4, 4, 2), jnp.uint8), kernel).dtype == jnp.float32
   layer = Conv2d(np.int64(2), np.int32(3), (np.int64(3), 3), strides=np.int64(2), rngs=nnx.Rngs(0))
   assert layer.kernel.shape == (3, 3, 2, 3) and layer(x).shape == (2, 3, 3, 3)
