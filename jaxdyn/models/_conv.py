@@ -254,6 +254,20 @@ def _chunked(fn, chunk, x):
   return out.reshape(x.shape[0], *out.shape[2:])
 
 
+def _chunked_grads(grads, chunk, x, g, acc):
+  """``(dx, dk)`` from ``grads(x_chunk, g_chunk) -> (dx_chunk, dk_part)`` over batch chunks: dx
+  concatenated, the kernel parts summed onto the zeros ``acc`` (one call when the chunk is the batch)."""
+  if chunk >= x.shape[0]:
+    return grads(x, g)
+
+  def body(dk, xg):
+    dxc, dkc = grads(*xg)
+    return dk + dkc, dxc
+
+  dk, dx = jax.lax.scan(body, acc, (_split(x, chunk), _split(g, chunk)))
+  return dx.reshape(x.shape), dk
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _im2col_conv(x, kernel, strides, pads, dilation):
   return _im2col_fwd(x, kernel, strides, pads, dilation)[0]
@@ -282,16 +296,7 @@ def _im2col_bwd(strides, pads, dilation, res, g):
     dk = jnp.einsum("bhwk,bhwo->ko", cols, gc, preferred_element_type=kernel.dtype)
     return transpose(jnp.dot(gc, kmat.T, preferred_element_type=x.dtype))[0], dk
 
-  batch = x.shape[0]
-  if chunk >= batch:
-    dx, dk = grads(x, g)
-  else:
-    def body(dk, xg):
-      dxc, dkc = grads(*xg)
-      return dk + dkc, dxc
-
-    dk, dx = jax.lax.scan(body, jnp.zeros(kmat.shape, kernel.dtype), (_split(x, chunk), _split(g, chunk)))
-    dx = dx.reshape(x.shape)
+  dx, dk = _chunked_grads(grads, chunk, x, g, jnp.zeros(kmat.shape, kernel.dtype))
   return dx.astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
 
 
@@ -432,15 +437,7 @@ def _winograd_bwd(strides, pads, dilation, res, g):
 
   # Both in the same batch chunks, sized for the four tile arrays (V and dM here, dx's V and M).
   chunk = _batch_chunk(b, 2 * 16 * tiles[0] * tiles[1] * (c + o) * x.dtype.itemsize)
-  if chunk >= b:
-    dx, du = grads(x, g)
-  else:
-    def body(du, xg):
-      dxc, duc = grads(*xg)
-      return du + duc, dxc
-
-    du, dx = jax.lax.scan(body, jnp.zeros((16, c, o), kernel.dtype), (_split(x, chunk), _split(g, chunk)))
-    dx = dx.reshape(x.shape)
+  dx, du = _chunked_grads(grads, chunk, x, g, jnp.zeros((16, c, o), kernel.dtype))
   du = du.reshape(4, 4, c, o)
   dk = jnp.stack(_bilinear(_WINO_G.T, _WINO_G.T, [[du[p, q] for q in range(4)] for p in range(4)]))
   return dx.astype(x_in.dtype), dk.reshape(kernel.shape).astype(k_in.dtype)
